@@ -1,0 +1,233 @@
+"""The `salclass` command. Subcommands only parse arguments and delegate to the
+stage packages; their imports are deferred so `salclass --help` stays fast and
+one stage's dependencies never slow down another's command.
+
+Bad input raises `salclass.errors.UserError`, printed here as one line with
+exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from salclass.errors import UserError
+
+
+# --- data: prepare, inspect ------------------------------------------------
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("prepare", help="pack an ImageNet-layout folder into a shuffled store")
+    p.add_argument("src", help="folder with train/<class>/* and/or val/<class>/*")
+    p.add_argument("out", help="store folder to write (OUT/<split>/)")
+    p.add_argument("--size", type=int, required=True, help="short side and square crop, e.g. 144 or 256")
+    p.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing complete store")
+    p.add_argument("--limit-per-class", type=int, default=None, help="keep at most N images per class (subsets)")
+    p.add_argument("--classes", default=None, help="comma-separated class folder names to keep (subsets)")
+    p.set_defaults(func=_run_prepare)
+
+    p = sub.add_parser("inspect", help="describe a store split")
+    p.add_argument("store", help="a store split folder, e.g. OUT/train")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_run_inspect)
+
+
+def _run_prepare(a: argparse.Namespace) -> int:
+    from salclass.data.prepare import prepare_cli
+
+    return prepare_cli(a.src, a.out, size=a.size, seed=a.seed, workers=a.workers, overwrite=a.overwrite,
+                       limit_per_class=a.limit_per_class, classes=a.classes)
+
+
+def _run_inspect(a: argparse.Namespace) -> int:
+    from salclass.data.store import inspect_cli
+
+    return inspect_cli(a.store, as_json=a.json)
+
+
+# --- saliency: train, eval, predict, show ----------------------------------
+
+def _add_saliency_commands(sub: argparse._SubParsersAction) -> None:
+    sal = sub.add_parser("saliency", help="saliency models: train, evaluate, predict into a store, show")
+    ssub = sal.add_subparsers(dest="saliency_command", required=True, metavar="COMMAND")
+
+    p = ssub.add_parser("train", help="train a saliency model on eye-fixation data")
+    p.add_argument("--data", required=True, help="fixation data folder (OSIE layout, or images/ + maps/)")
+    p.add_argument("--model", required=True, help="saliency model name")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--config", default=None, help="YAML settings file")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.set_defaults(func=_run_saliency_train)
+
+    p = ssub.add_parser("eval", help="score saliency models with the benchmark metrics")
+    p.add_argument("--data", required=True, help="fixation data folder")
+    p.add_argument("--split", default="test", help="train, val or test (default test)")
+    p.add_argument("--model", dest="models", action="append", default=[], metavar="CKPT_OR_NAME",
+                   help="extra model to score (repeatable); the weight-free baselines are always scored")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_run_saliency_eval)
+
+    p = ssub.add_parser("predict", help="write a saliency map for every image of a store")
+    p.add_argument("store", help="a store split folder, or a store root with train/ and val/")
+    p.add_argument("--model", default="default", help="checkpoint path or model name (default: the shipped model)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--overwrite", action="store_true", help="replace maps already in the store")
+    p.set_defaults(func=_run_saliency_predict)
+
+    p = ssub.add_parser("show", help="PNG grid of images with predicted and ground-truth maps")
+    p.add_argument("--data", default=None, help="fixation data folder (for ground truth)")
+    p.add_argument("--store", default=None, help="or a store split with maps")
+    p.add_argument("--model", default="default", help="checkpoint path or model name")
+    p.add_argument("--n", type=int, default=8, help="number of images")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.set_defaults(func=_run_saliency_show)
+
+
+def _run_saliency_train(a: argparse.Namespace) -> int:
+    from salclass.saliency.training import train_cli
+
+    return train_cli(data=a.data, model=a.model, out=a.out, config=a.config, sets=a.sets, resume=a.resume)
+
+
+def _run_saliency_eval(a: argparse.Namespace) -> int:
+    from salclass.saliency.evaluate import eval_cli
+
+    return eval_cli(data=a.data, split=a.split, models=a.models, as_json=a.json)
+
+
+def _run_saliency_predict(a: argparse.Namespace) -> int:
+    from salclass.saliency.predict import predict_cli
+
+    return predict_cli(a.store, model=a.model, batch_size=a.batch_size, overwrite=a.overwrite)
+
+
+def _run_saliency_show(a: argparse.Namespace) -> int:
+    from salclass.saliency.show import show_cli
+
+    return show_cli(data=a.data, store=a.store, model=a.model, n=a.n, out=a.out)
+
+
+# --- models: params --------------------------------------------------------
+
+def _add_model_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("params", help="parameter counts of every variant, beside the thesis's figures")
+    p.add_argument("--size", type=int, choices=(128, 227), default=128, help="input size (default 128)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_run_params)
+
+    p = sub.add_parser("models", help="list the classifier variants")
+    p.set_defaults(func=_run_models)
+
+
+def _run_params(a: argparse.Namespace) -> int:
+    from salclass.models.params import params_cli
+
+    return params_cli(size=a.size, as_json=a.json)
+
+
+def _run_models(a: argparse.Namespace) -> int:
+    from salclass.models import describe_models
+
+    for name, doc in describe_models():
+        print(f"{name:<16} {doc}")
+    return 0
+
+
+# --- training: train, evaluate, plot ---------------------------------------
+
+def _add_training_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train one classifier run")
+    p.add_argument("--config", default=None, help="YAML settings file")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    p.add_argument("--resume", action="store_true", help="continue the run in the configured output folder")
+    p.set_defaults(func=_run_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a run or checkpoint on a store")
+    p.add_argument("run", metavar="RUN_OR_CKPT")
+    p.add_argument("--store", required=True, help="a store split with the evaluation images")
+    p.add_argument("--out", default=None, help="folder for the results (default: RUN/eval)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_run_evaluate)
+
+    p = sub.add_parser("plot", help="training curves of one run, or validation top-1 of several")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.set_defaults(func=_run_plot)
+
+
+def _run_train(a: argparse.Namespace) -> int:
+    from salclass.training.main import train_cli
+
+    return train_cli(config=a.config, sets=a.sets, resume=a.resume)
+
+
+def _run_evaluate(a: argparse.Namespace) -> int:
+    from salclass.training.evaluate import evaluate_cli
+
+    return evaluate_cli(a.run, store=a.store, out=a.out, as_json=a.json)
+
+
+def _run_plot(a: argparse.Namespace) -> int:
+    from salclass.training.plots import plot_cli
+
+    return plot_cli(a.runs, out=a.out)
+
+
+# --- study -----------------------------------------------------------------
+
+def _add_study_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("study", help="run a declared list of experiments and write a report")
+    p.add_argument("--config", required=True, help="study YAML, e.g. configs/study/quick.yaml")
+    p.add_argument("--out", required=True, help="study folder (runs and report)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    p.set_defaults(func=_run_study)
+
+    p = sub.add_parser("report", help="rebuild a study's report from its run folders")
+    p.add_argument("dir", help="study folder")
+    p.set_defaults(func=_run_report)
+
+
+def _run_study(a: argparse.Namespace) -> int:
+    from salclass.study.runner import study_cli
+
+    return study_cli(config=a.config, out=a.out, sets=a.sets)
+
+
+def _run_report(a: argparse.Namespace) -> int:
+    from salclass.study.report import report_cli
+
+    return report_cli(a.dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from salclass import __version__
+
+    parser = argparse.ArgumentParser(prog="salclass", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"salclass {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_data_commands(sub)
+    _add_saliency_commands(sub)
+    _add_model_commands(sub)
+    _add_training_commands(sub)
+    _add_study_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"salclass: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("salclass: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""salclass.study"""
