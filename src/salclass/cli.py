@@ -115,6 +115,8 @@ def _run_saliency_show(a: argparse.Namespace) -> int:
 def _add_model_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("params", help="parameter counts of every variant, beside the thesis's figures")
     p.add_argument("--size", type=int, choices=(128, 227), default=128, help="input size (default 128)")
+    p.add_argument("--num-classes", type=int, default=1000,
+                   help="classes of the last layer (default 1000, ImageNet as in the thesis)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run_params)
 
@@ -125,14 +127,18 @@ def _add_model_commands(sub: argparse._SubParsersAction) -> None:
 def _run_params(a: argparse.Namespace) -> int:
     from salclass.models.params import params_cli
 
-    return params_cli(size=a.size, as_json=a.json)
+    if a.num_classes < 1:
+        raise UserError(f"--num-classes must be at least 1, got {a.num_classes}")
+    return params_cli(size=a.size, as_json=a.json, num_classes=a.num_classes)
 
 
 def _run_models(a: argparse.Namespace) -> int:
     from salclass.models import describe_models
 
-    for name, doc in describe_models():
-        print(f"{name:<16} {doc}")
+    rows = describe_models()
+    width = max(len(name) for name, _ in rows)
+    for name, doc in rows:
+        print(f"{name:<{width}}  {doc}")
     return 0
 
 

@@ -1,0 +1,197 @@
+"""The thesis's AlexNet (table 3.2) and every way it feeds a saliency map in.
+
+One class builds the whole family from a `Spec`: where the map enters
+(as the 4th input channel, concatenated or multiplied after conv1/conv2, or
+through a fan-in branch of its own) and whether conv2 is kept.
+
+Layout (thesis table 3.2, one tower, batch norm, no LRN):
+conv1 96@11x11/4 -> bn1 -> relu1 -> pool1 3/2 -> conv2 256@5x5 (no padding)
+-> bn2 -> relu2 -> pool2 3/2 -> conv3 384@3x3 -> conv4 384@3x3 -> conv5 256@3x3
+(padding 1, ReLU each) -> pool5 3/2 -> fc6 4096 -> fc7 4096 -> fc8 classes.
+Every step is its own named submodule, used once per forward pass, so a
+forward hook on e.g. "relu3" sees exactly the conv3 activation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from salclass.errors import UserError
+
+_HOW = (None, "concat", "mul")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Where the saliency map enters the network.
+
+    input, conv1, conv2: None, "concat" (one more channel) or "mul" (every
+    channel multiplied by the map), at the image, the conv1 output or the conv2
+    output (the map is resized to that output's size).
+    branch: layers of a fan-in saliency branch shaped like the image branch
+    (1: conv1/bn1/relu/pool, 2: also conv2/bn2/relu/pool), merged into the image
+    path by element-wise multiplication after its last pool.
+    skip_conv2: drop conv2, bn2 and pool2 (thesis 3.6.3).
+    """
+
+    input: str | None = None
+    conv1: str | None = None
+    conv2: str | None = None
+    branch: int = 0
+    skip_conv2: bool = False
+
+    def __post_init__(self) -> None:
+        for where in ("input", "conv1", "conv2"):
+            if getattr(self, where) not in _HOW:
+                raise ValueError(f"Spec.{where} must be None, 'concat' or 'mul', got {getattr(self, where)!r}")
+        if self.branch not in (0, 1, 2):
+            raise ValueError(f"Spec.branch must be 0, 1 or 2, got {self.branch!r}")
+        if self.branch and (self.conv1 or self.conv2):
+            raise ValueError("a fan-in branch merges at the conv1/conv2 outputs; do not also inject the map there")
+        if self.skip_conv2 and (self.conv2 or self.branch == 2):
+            raise ValueError("skip_conv2 removes conv2, so nothing can enter at or after it")
+
+    @property
+    def uses_saliency(self) -> bool:
+        return bool(self.input or self.conv1 or self.conv2 or self.branch)
+
+
+def _out(n: int, kernel: int, stride: int, padding: int = 0) -> int:
+    return (n + 2 * padding - kernel) // stride + 1
+
+
+def spatial_sizes(spec: Spec, input_size: int) -> dict[str, int]:
+    """Side length of the feature maps after conv1, pool1, conv2, pool2, conv3..5 and pool5."""
+    sizes = {"conv1": _out(input_size, 11, 4)}
+    sizes["pool1"] = _out(sizes["conv1"], 3, 2)
+    last = sizes["pool1"]
+    if not spec.skip_conv2:
+        sizes["conv2"] = _out(last, 5, 1)
+        sizes["pool2"] = _out(sizes["conv2"], 3, 2)
+        last = sizes["pool2"]
+    sizes["conv3"] = last
+    sizes["pool5"] = _out(last, 3, 2)
+    if min(sizes.values()) < 1:
+        raise UserError(f"input size {input_size} is too small for this network (128 and 227 are the thesis's sizes)")
+    return sizes
+
+
+class SaliencyAlexNet(nn.Module):
+    """AlexNet with the saliency map fed in as `spec` says.
+
+    `const_map`: if set, the map is replaced inside forward by this constant
+    (the control with no saliency information; the given map is never read).
+    """
+
+    def __init__(self, spec: Spec, num_classes: int, input_size: int = 128, dropout: float = 0.5,
+                 const_map: float | None = None, name: str = "") -> None:
+        super().__init__()
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+            raise UserError(f"num_classes must be a positive integer, got {num_classes!r}")
+        if not isinstance(input_size, int) or isinstance(input_size, bool):
+            raise UserError(f"input_size must be an integer, got {input_size!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise UserError(f"dropout must be in [0, 1), got {dropout!r}")
+        if const_map is not None and not spec.uses_saliency:
+            raise UserError(f"{name or 'this variant'} does not use a saliency map, so it has no constant-map control")
+        self.spec = spec
+        self.variant = name
+        self.num_classes = num_classes
+        self.input_size = input_size
+        self.const_map = const_map
+        sizes = spatial_sizes(spec, input_size)
+        self.feature_sizes = sizes
+
+        self.conv1 = nn.Conv2d(3 + (spec.input == "concat"), 96, 11, stride=4)
+        self.bn1 = nn.BatchNorm2d(96 + (spec.conv1 == "concat"))
+        self.relu1 = nn.ReLU()
+        self.pool1 = nn.MaxPool2d(3, 2)
+        channels = self.bn1.num_features
+        if not spec.skip_conv2:
+            self.conv2 = nn.Conv2d(channels, 256, 5)
+            self.bn2 = nn.BatchNorm2d(256 + (spec.conv2 == "concat"))
+            self.relu2 = nn.ReLU()
+            self.pool2 = nn.MaxPool2d(3, 2)
+            channels = self.bn2.num_features
+        self.conv3 = nn.Conv2d(channels, 384, 3, padding=1)
+        self.relu3 = nn.ReLU()
+        self.conv4 = nn.Conv2d(384, 384, 3, padding=1)
+        self.relu4 = nn.ReLU()
+        self.conv5 = nn.Conv2d(384, 256, 3, padding=1)
+        self.relu5 = nn.ReLU()
+        self.pool5 = nn.MaxPool2d(3, 2)
+        self.fc6 = nn.Linear(256 * sizes["pool5"] ** 2, 4096)
+        self.relu6 = nn.ReLU()
+        self.drop6 = nn.Dropout(dropout)
+        self.fc7 = nn.Linear(4096, 4096)
+        self.relu7 = nn.ReLU()
+        self.drop7 = nn.Dropout(dropout)
+        self.fc8 = nn.Linear(4096, num_classes)
+
+        if spec.branch >= 1:
+            self.sal_conv1 = nn.Conv2d(1, 96, 11, stride=4)
+            self.sal_bn1 = nn.BatchNorm2d(96)
+            self.sal_relu1 = nn.ReLU()
+            self.sal_pool1 = nn.MaxPool2d(3, 2)
+        if spec.branch == 2:
+            self.sal_conv2 = nn.Conv2d(96, 256, 5)
+            self.sal_bn2 = nn.BatchNorm2d(256)
+            self.sal_relu2 = nn.ReLU()
+            self.sal_pool2 = nn.MaxPool2d(3, 2)
+
+    @property
+    def uses_saliency(self) -> bool:
+        """Whether forward reads the saliency map (False for the constant-map controls)."""
+        return self.spec.uses_saliency and self.const_map is None
+
+    def _saliency(self, image: torch.Tensor, saliency: torch.Tensor | None) -> torch.Tensor | None:
+        if not self.spec.uses_saliency:
+            return None
+        b, _, h, w = image.shape
+        if self.const_map is not None:
+            return image.new_full((b, 1, h, w), self.const_map)
+        if saliency is None:
+            raise UserError(f"model {self.variant} needs a saliency map, but none was given")
+        if saliency.dim() != 4 or tuple(saliency.shape) != (b, 1, h, w):
+            raise UserError(f"saliency map shape {tuple(saliency.shape)} does not match the image: expected {(b, 1, h, w)}")
+        return saliency.to(image.dtype)
+
+    @staticmethod
+    def _inject(x: torch.Tensor, s: torch.Tensor, how: str | None) -> torch.Tensor:
+        if how is None:
+            return x
+        # Area averaging: every map pixel counts once, so a 128 map shrinks to 30x30 without aliasing.
+        m = F.adaptive_avg_pool2d(s, x.shape[-2:])
+        return torch.cat([x, m], 1) if how == "concat" else x * m
+
+    def forward(self, image: torch.Tensor, saliency: torch.Tensor | None = None) -> torch.Tensor:
+        if image.dim() != 4 or image.shape[1] != 3 or image.shape[-1] != self.input_size or image.shape[-2] != self.input_size:
+            raise UserError(f"model {self.variant} takes images (B, 3, {self.input_size}, {self.input_size}), "
+                            f"got {tuple(image.shape)}")
+        spec = self.spec
+        s = self._saliency(image, saliency)
+        x = self._inject(image, s, spec.input)
+        x = self._inject(self.conv1(x), s, spec.conv1)
+        x = self.pool1(self.relu1(self.bn1(x)))
+        if spec.branch:
+            b = self.sal_pool1(self.sal_relu1(self.sal_bn1(self.sal_conv1(s))))
+            if spec.branch == 2:
+                b = self.sal_pool2(self.sal_relu2(self.sal_bn2(self.sal_conv2(b))))
+        if spec.branch == 1:
+            x = x * b
+        if not spec.skip_conv2:
+            x = self._inject(self.conv2(x), s, spec.conv2)
+            x = self.pool2(self.relu2(self.bn2(x)))
+        if spec.branch == 2:
+            x = x * b
+        x = self.relu3(self.conv3(x))
+        x = self.relu4(self.conv4(x))
+        x = self.pool5(self.relu5(self.conv5(x)))
+        x = torch.flatten(x, 1)
+        x = self.drop6(self.relu6(self.fc6(x)))
+        x = self.drop7(self.relu7(self.fc7(x)))
+        return self.fc8(x)

@@ -1,0 +1,116 @@
+"""Output shape of every layer of every variant, against table 3.2 worked out by hand."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from salclass.models import create, list_models
+
+# Feature-map side after conv1, pool1, conv2, pool2, conv3..5 and pool5:
+# conv1 (S-11)//4+1, pools (n-3)//2+1, conv2 n-4, conv3..5 keep the size.
+SIDE = {128: {"c1": 30, "p1": 14, "c2": 10, "p2": 4, "c3": 4, "p5": 1},
+        227: {"c1": 55, "p1": 27, "c2": 23, "p2": 11, "c3": 11, "p5": 5}}
+# Without conv2 and pool2, conv3 sees pool1's output.
+SIDE_NO_CONV2 = {128: {"c3": 14, "p5": 6}, 227: {"c3": 27, "p5": 13}}
+
+# variant: (conv1 input channels, extra channel after conv1, extra channel after conv2,
+#           saliency-branch layers, conv2 removed)
+LAYOUT = {
+    "RGB": (3, 0, 0, 0, False),
+    "RGBS": (4, 0, 0, 0, False),
+    "RGB_1S2S": (3, 1, 1, 0, False),
+    "RGBS_1S2S": (4, 1, 1, 0, False),
+    "RGBxS": (3, 0, 0, 0, False),
+    "RGB_1xS2xS": (3, 0, 0, 0, False),
+    "RGBxS_1xS2xS": (3, 0, 0, 0, False),
+    "FanIn1": (3, 0, 0, 2, False),
+    "FanIn2": (3, 0, 0, 1, False),
+    "FanIn3": (3, 0, 0, 1, True),
+    "FanIn3_noS": (3, 0, 0, 0, True),
+}
+CONTROLS = [n for n in LAYOUT if n not in ("RGB", "FanIn3_noS")]
+ALL = list(LAYOUT) + [n + "-const" for n in CONTROLS]
+CLASSES = 7
+BATCH = 2
+
+
+def expected_shapes(name: str, size: int) -> tuple[dict[str, tuple], dict[str, int]]:
+    """(output shape of every named submodule, input channels of each conv)."""
+    cin, extra1, extra2, branch, no_conv2 = LAYOUT[name.removesuffix("-const")]
+    s = dict(SIDE[size])
+    if no_conv2:
+        s.update(SIDE_NO_CONV2[size])
+    c1 = 96 + extra1
+    out = {"conv1": (96, s["c1"], s["c1"]), "bn1": (c1, s["c1"], s["c1"]), "relu1": (c1, s["c1"], s["c1"]),
+           "pool1": (c1, s["p1"], s["p1"])}
+    ins = {"conv1": cin}
+    c3_in = c1
+    if not no_conv2:
+        c2 = 256 + extra2
+        out.update({"conv2": (256, s["c2"], s["c2"]), "bn2": (c2, s["c2"], s["c2"]), "relu2": (c2, s["c2"], s["c2"]),
+                    "pool2": (c2, s["p2"], s["p2"])})
+        ins["conv2"] = c1
+        c3_in = c2
+    ins["conv3"] = c3_in
+    out.update({"conv3": (384, s["c3"], s["c3"]), "relu3": (384, s["c3"], s["c3"]),
+                "conv4": (384, s["c3"], s["c3"]), "relu4": (384, s["c3"], s["c3"]),
+                "conv5": (256, s["c3"], s["c3"]), "relu5": (256, s["c3"], s["c3"]),
+                "pool5": (256, s["p5"], s["p5"]),
+                "fc6": (4096,), "relu6": (4096,), "drop6": (4096,),
+                "fc7": (4096,), "relu7": (4096,), "drop7": (4096,), "fc8": (CLASSES,)})
+    ins["fc6"] = 256 * s["p5"] * s["p5"]
+    if branch >= 1:
+        out.update({"sal_conv1": (96, s["c1"], s["c1"]), "sal_bn1": (96, s["c1"], s["c1"]),
+                    "sal_relu1": (96, s["c1"], s["c1"]), "sal_pool1": (96, s["p1"], s["p1"])})
+        ins["sal_conv1"] = 1
+    if branch == 2:
+        out.update({"sal_conv2": (256, s["c2"], s["c2"]), "sal_bn2": (256, s["c2"], s["c2"]),
+                    "sal_relu2": (256, s["c2"], s["c2"]), "sal_pool2": (256, s["p2"], s["p2"])})
+        ins["sal_conv2"] = 96
+    return out, ins
+
+
+def test_every_variant_is_covered():
+    assert sorted(list_models()) == sorted(ALL)
+
+
+def test_table_3_2_literally():
+    out, ins = expected_shapes("RGB", 128)
+    assert ins["conv1"] == 3
+    assert out["conv1"] == (96, 30, 30) and out["bn1"] == (96, 30, 30) and out["pool1"] == (96, 14, 14)
+    assert out["conv2"] == (256, 10, 10) and out["bn2"] == (256, 10, 10) and out["pool2"] == (256, 4, 4)
+    assert out["conv3"] == (384, 4, 4) and out["conv4"] == (384, 4, 4) and out["conv5"] == (256, 4, 4)
+    assert out["pool5"] == (256, 1, 1)  # the table's "384 x 1 x 1" is a typo: conv5 has 256 filters
+    assert out["fc6"] == out["fc7"] == (4096,)
+
+
+def _record(model: torch.nn.Module) -> tuple[dict, dict]:
+    outs, ins = {}, {}
+    for name, mod in model.named_modules():
+        if name:
+            mod.register_forward_hook(lambda m, a, o, name=name: outs.__setitem__(name, tuple(o.shape)))
+            mod.register_forward_pre_hook(lambda m, a, name=name: ins.__setitem__(name, tuple(a[0].shape)))
+    return outs, ins
+
+
+@pytest.mark.parametrize("size", [128, 227])
+@pytest.mark.parametrize("name", ALL)
+def test_layer_shapes(name, size):
+    # 227 runs on the meta device: the real shape rules of every op, without
+    # allocating FanIn3's 177M-parameter fc6 on a shared 2-core machine.
+    device = "cpu" if size == 128 else "meta"
+    with torch.device(device):
+        model = create(name, CLASSES, input_size=size).eval()
+    outs, ins = _record(model)
+    image = torch.rand(BATCH, 3, size, size, device=device)
+    saliency = torch.rand(BATCH, 1, size, size, device=device)
+    with torch.no_grad():
+        logits = model(image, saliency)
+    want_out, want_in = expected_shapes(name, size)
+    assert tuple(logits.shape) == (BATCH, CLASSES)
+    assert sorted(outs) == sorted(want_out), "unexpected set of layers"
+    for layer, shape in want_out.items():
+        assert outs[layer] == (BATCH, *shape), f"{name} @ {size}: {layer}"
+    for layer, channels in want_in.items():
+        assert ins[layer][1] == channels, f"{name} @ {size}: input channels of {layer}"
