@@ -68,6 +68,7 @@ def _add_saliency_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", dest="models", action="append", default=[], metavar="CKPT_OR_NAME",
                    help="extra model to score (repeatable); the weight-free baselines are always scored")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="score only the first N images of the split")
     p.set_defaults(func=_run_saliency_eval)
 
     p = ssub.add_parser("predict", help="write a saliency map for every image of a store")
@@ -95,7 +96,7 @@ def _run_saliency_train(a: argparse.Namespace) -> int:
 def _run_saliency_eval(a: argparse.Namespace) -> int:
     from salclass.saliency.evaluate import eval_cli
 
-    return eval_cli(data=a.data, split=a.split, models=a.models, as_json=a.json)
+    return eval_cli(data=a.data, split=a.split, models=a.models, as_json=a.json, limit=a.limit)
 
 
 def _run_saliency_predict(a: argparse.Namespace) -> int:

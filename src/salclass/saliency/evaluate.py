@@ -1,0 +1,267 @@
+"""`salclass saliency eval`: every benchmark metric for every model on one split.
+
+Rows of the table: the weight-free models (the centre bias first, then the
+bottom-up models), the shipped default network when it is installed, every
+model name or checkpoint given, and the inter-observer bound. Each score is
+the mean over the split's images of the per-image score (the MIT benchmark's
+averaging). Maps are predicted at the stimulus's own resolution (the
+predictors return maps at their input's size; anything else is resized).
+
+Fixation metrics (AUC-Judd, shuffled AUC, NSS, information gain) score the
+map against every subject's fixations on the image; shuffled AUC takes as
+negatives the fixations of all other images of the split (scaled to this
+image's size). Distribution metrics (CC, KL, SIM) compare the map with the
+ground-truth density (blurred fixations of all subjects). Information gain is
+over the centre bias, in bits per fixation, with each map read as a density.
+
+The inter-observer bound: the subjects are split into two halves
+(even- and odd-numbered). A map blurred from one half's fixations, with the
+ground truth's sigma, is scored against the other half's fixations (fixation
+metrics) and the other half's blurred map (distribution metrics), then the
+halves swap and the two scores are averaged. Each half has half the data,
+so the bound is conservative (a whole group predicts a new observer better than
+half a group does). It has no information gain: a blurred handful of fixations
+is not a density that is positive wherever someone may look.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from salclass.errors import UserError
+from salclass.saliency import metrics as M
+
+METRICS = ("auc_judd", "auc_shuffled", "nss", "cc", "kl", "sim", "ig")
+LABELS = {"auc_judd": "AUC-Judd", "auc_shuffled": "sAUC", "nss": "NSS", "cc": "CC", "kl": "KL",
+          "sim": "SIM", "ig": "IG"}
+CENTRE_BIAS = "centre_bias"
+INTER_OBSERVER = "inter-observer"
+
+
+@dataclass
+class EvalTable:
+    """Mean score of every model (row) for every metric; NaN where a metric
+    does not apply (e.g. information gain of the inter-observer bound)."""
+
+    data: str
+    split: str
+    images: int
+    shape: tuple[int, int] | None
+    sigma: float | None
+    rows: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, dict[str, float | None]]:
+        """model -> metric -> value (null where not applicable or infinite)."""
+        return {model: {m: (v if math.isfinite(v) else None) for m, v in row.items()}
+                for model, row in self.rows.items()}
+
+    def format(self) -> str:
+        size = f", {self.shape[1]}x{self.shape[0]}" if self.shape else ""
+        sigma = f", ground truth blur sigma {self.sigma:g} px" if self.sigma else ""
+        lines = [f"{Path(self.data).name} {self.split} split: {self.images} images{size}{sigma}",
+                 "higher is better except KL; IG is bits per fixation over the centre bias"]
+        width = max(len("model"), *(len(name) for name in self.rows))
+        lines.append(f"{'model':<{width}}  " + "  ".join(f"{LABELS[m]:>8}" for m in METRICS))
+        for name, row in self.rows.items():
+            lines.append(f"{name:<{width}}  " + "  ".join(f"{_cell(row[m]):>8}" for m in METRICS))
+        return "\n".join(lines)
+
+
+def _cell(v: float) -> str:
+    if math.isnan(v):
+        return "-"
+    if math.isinf(v):
+        return "-inf" if v < 0 else "inf"
+    return f"{v:.3f}"
+
+
+def weight_free_models() -> list[str]:
+    """Every registered model that needs no weights, the centre bias first."""
+    from salclass.saliency.models import list_models, model_class
+
+    names = [n for n in list_models() if not model_class(n).trainable]
+    return sorted(names, key=lambda n: (n != CENTRE_BIAS, n))
+
+
+def _default_installed() -> bool:
+    from salclass.saliency.models import DEFAULT_MODEL, shipped_weights
+
+    return shipped_weights(DEFAULT_MODEL).is_file()
+
+
+def _load_predictors(specs: list[str], batch_size: int) -> list:
+    from salclass.saliency import load_predictor
+
+    predictors, seen = [], set()
+    for spec in specs:
+        if spec in seen:
+            continue
+        seen.add(spec)
+        p = load_predictor(spec, batch_size=batch_size)
+        if p.name in {q.name for q in predictors}:
+            raise UserError(f"two models would share the row name '{p.name}'")
+        predictors.append(p)
+    return predictors
+
+
+def _points(fx, shape: tuple[int, int], native: tuple[int, int]) -> np.ndarray:
+    rows, cols = fx.pixels(shape, native)
+    return np.stack([cols, rows], axis=1)
+
+
+class _Scorer:
+    """Scores of one image for every map, given its fixations and ground truth."""
+
+    def __init__(self, fixations: np.ndarray | None, others: np.ndarray | None, density: np.ndarray,
+                 centre: np.ndarray | None):
+        self.fix = fixations if fixations is not None and len(fixations) else None
+        self.others = others if others is not None and len(others) else None
+        self.density = density
+        self.centre = centre
+
+    def score(self, smap: np.ndarray) -> dict[str, float]:
+        out = dict.fromkeys(METRICS, math.nan)
+        if self.fix is not None:
+            out["auc_judd"] = M.auc_judd(smap, self.fix)
+            out["nss"] = M.nss(smap, self.fix)
+            if self.others is not None:
+                out["auc_shuffled"] = M.auc_shuffled(smap, self.fix, self.others)
+            if self.centre is not None:
+                out["ig"] = M.information_gain(smap, self.centre, self.fix)
+        if self.density.max() > self.density.min():
+            out["cc"] = M.cc(smap, self.density)
+            out["kl"] = M.kl_divergence(smap, self.density)
+            out["sim"] = M.sim(smap, self.density)
+        return out
+
+
+def _inter_observer(ds, i: int, shape, native, others: np.ndarray | None) -> dict[str, float]:
+    """Half of the subjects predicting the other half, both ways, averaged."""
+    n = ds.num_subjects
+    halves = [list(range(0, n, 2)), list(range(1, n, 2))]
+    fx = ds.fixations(i)
+    maps = [ds.density(i, shape, subjects=h).astype(np.float64) for h in halves]
+    points = [_points(fx.of_subjects(h), shape, native) for h in halves]
+    scores = []
+    for a, b in ((0, 1), (1, 0)):
+        if not len(points[a]) or not len(points[b]):
+            continue
+        s = _Scorer(points[b], others, maps[b], None).score(maps[a])
+        scores.append(s)
+    if not scores:
+        return dict.fromkeys(METRICS, math.nan)
+    return {m: float(np.mean([s[m] for s in scores])) for m in METRICS}
+
+
+def _resized(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    from salclass.saliency.datasets import resize_map
+
+    return resize_map(m, shape) if m.shape != tuple(shape) else m
+
+
+def evaluate_models(data_dir: str | Path, split: str = "test", model_specs: list[str] | tuple[str, ...] = (),
+                    *, limit: int | None = None, baselines: bool = True, batch_size: int = 8,
+                    progress: bool = True) -> EvalTable:
+    """Score the weight-free models (if `baselines`), the shipped default
+    network (if installed and `baselines`), every spec in `model_specs`
+    (names or checkpoint paths) and the inter-observer bound on `split` of the
+    fixation data in `data_dir`. `limit` keeps the first N images of the split
+    (by name), for quick checks."""
+    from tqdm import tqdm
+
+    from salclass.saliency.datasets import open_fixation_data
+
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be at least 1, got {limit}")
+    if batch_size < 1:
+        raise UserError(f"batch size must be at least 1, got {batch_size}")
+    ds = open_fixation_data(data_dir).split(split)
+    if limit is not None:
+        ds = ds.subset(ds.names[:limit])
+    if len(ds) == 0:
+        raise UserError(f"{data_dir}: the {split} split has no images")
+
+    specs = list(weight_free_models()) if baselines else []
+    if baselines and _default_installed():
+        specs.append("default")
+    specs += [str(s) for s in model_specs]
+    if CENTRE_BIAS not in specs:
+        specs.insert(0, CENTRE_BIAS)   # the information-gain baseline is always needed
+    predictors = _load_predictors(specs, batch_size)
+    centre_index = [p.name for p in predictors].index(CENTRE_BIAS)
+
+    natives = [ds.image_size(i) for i in range(len(ds))]
+    has_fix = ds.has_fixations
+    if has_fix:
+        fixations = [ds.fixations(i) for i in range(len(ds))]
+        points = [_points(f, natives[i], natives[i]) for i, f in enumerate(fixations)]
+        owner = np.concatenate([np.full(len(p), i) for i, p in enumerate(points)])
+        all_points = np.concatenate(points)
+        same_size = len(set(natives)) == 1
+    with_bound = has_fix and ds.num_subjects >= 2
+
+    per_image: dict[str, list[dict[str, float]]] = {p.name: [] for p in predictors}
+    bound: list[dict[str, float]] = []
+    bar = tqdm(total=len(ds), desc=f"saliency eval ({split})", unit="img", file=sys.stderr, disable=not progress)
+    i = 0
+    while i < len(ds):
+        # A batch holds consecutive images of one size, so they stack.
+        j = i + 1
+        while j < len(ds) and j - i < batch_size and natives[j] == natives[i]:
+            j += 1
+        images = np.stack([ds.image(k) for k in range(i, j)])
+        shape = natives[i]
+        predicted = [p.predict(images) for p in predictors]
+        for b, k in enumerate(range(i, j)):
+            fix = others = None
+            if has_fix:
+                fix = points[k]
+                if same_size:
+                    others = all_points[owner != k]
+                else:
+                    others = np.concatenate([_points(fixations[o], shape, natives[o]) for o in range(len(ds)) if o != k])
+            density = ds.density(k).astype(np.float64)
+            maps = [_resized(pred[b], shape).astype(np.float64) for pred in predicted]
+            scorer = _Scorer(fix, others, density, maps[centre_index])
+            for p, m in zip(predictors, maps):
+                per_image[p.name].append(scorer.score(m))
+            if with_bound:
+                bound.append(_inter_observer(ds, k, shape, shape, others))
+        bar.update(j - i)
+        i = j
+    bar.close()
+
+    table = EvalTable(data=str(data_dir), split=split, images=len(ds),
+                      shape=natives[0] if len(set(natives)) == 1 else None, sigma=ds.sigma)
+    for p in predictors:
+        table.rows[p.name] = _mean(per_image[p.name])
+    if with_bound:
+        row = _mean(bound)
+        row["ig"] = math.nan
+        table.rows[f"{INTER_OBSERVER} (half vs half)"] = row
+    return table
+
+
+def _mean(scores: list[dict[str, float]]) -> dict[str, float]:
+    out = {}
+    for m in METRICS:
+        v = np.asarray([s[m] for s in scores], dtype=np.float64)
+        v = v[~np.isnan(v)]
+        out[m] = float(v.mean()) if v.size else math.nan
+    return out
+
+
+def eval_cli(data: str, split: str = "test", models: list[str] | None = None, as_json: bool = False,
+             limit: int | None = None) -> int:
+    table = evaluate_models(data, split, list(models or []), limit=limit)
+    if as_json:
+        print(json.dumps(table.to_json(), indent=2))
+    else:
+        print(table.format())
+    return 0

@@ -1,0 +1,143 @@
+"""`salclass saliency eval`: the table on a few real OSIE test images, its
+plumbing checked against the metrics called directly, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from salclass.errors import UserError
+from salclass.saliency import metrics as M
+from salclass.saliency.evaluate import CENTRE_BIAS, METRICS, evaluate_models
+
+BOUND = "inter-observer (half vs half)"
+
+
+@pytest.fixture(scope="module")
+def osie_table(osie_root):
+    return evaluate_models(osie_root, "test", [], limit=3, progress=False)
+
+
+def test_table_has_every_baseline_and_the_human_bound(osie_table):
+    t = osie_table
+    assert t.images == 3 and t.split == "test" and t.shape == (600, 800)
+    assert list(t.rows)[0] == CENTRE_BIAS
+    assert {"spectral_residual", "image_signature", BOUND} <= set(t.rows)
+    for name, row in t.rows.items():
+        assert set(row) == set(METRICS)
+        for m in ("auc_judd", "auc_shuffled", "nss", "cc", "kl", "sim"):
+            assert math.isfinite(row[m]), (name, m)
+        assert 0 <= row["auc_judd"] <= 1 and 0 <= row["sim"] <= 1 and row["kl"] >= 0
+    # Information gain over the centre bias is zero for the centre bias itself
+    # and not defined for the human bound.
+    assert t.rows[CENTRE_BIAS]["ig"] == pytest.approx(0.0, abs=1e-12)
+    assert math.isnan(t.rows[BOUND]["ig"])
+    # Observers predict each other far better than the centre bias does.
+    human, centre = t.rows[BOUND], t.rows[CENTRE_BIAS]
+    assert human["nss"] > centre["nss"] + 1.0
+    assert human["auc_judd"] > centre["auc_judd"] and human["cc"] > centre["cc"]
+    # Other images' fixations share the centre bias, so the centre bias cannot
+    # tell them apart from this image's: shuffled AUC near chance.
+    assert abs(centre["auc_shuffled"] - 0.5) < 0.1
+
+
+def test_table_is_the_per_image_mean_of_the_metrics(osie_table, osie_root):
+    """Recompute the centre bias's row from the metric functions directly."""
+    from salclass.saliency import load_predictor
+    from salclass.saliency.datasets import open_fixation_data
+
+    ds = open_fixation_data(osie_root).split("test")
+    names = ds.names[:3]
+    ds = ds.subset(names)
+    pts = []
+    for i in range(3):
+        rows, cols = ds.fixations(i).pixels((600, 800), (600, 800))
+        pts.append(np.stack([cols, rows], axis=1))
+    centre = load_predictor(CENTRE_BIAS)
+    expect = {m: [] for m in ("auc_judd", "auc_shuffled", "nss", "cc", "kl", "sim")}
+    for i in range(3):
+        smap = centre.predict(ds.image(i)[None])[0].astype(np.float64)
+        gt = ds.density(i).astype(np.float64)
+        others = np.concatenate([pts[j] for j in range(3) if j != i])
+        expect["auc_judd"].append(M.auc_judd(smap, pts[i]))
+        expect["auc_shuffled"].append(M.auc_shuffled(smap, pts[i], others))
+        expect["nss"].append(M.nss(smap, pts[i]))
+        expect["cc"].append(M.cc(smap, gt))
+        expect["kl"].append(M.kl_divergence(smap, gt))
+        expect["sim"].append(M.sim(smap, gt))
+    for m, values in expect.items():
+        assert osie_table.rows[CENTRE_BIAS][m] == pytest.approx(np.mean(values), rel=1e-9), m
+
+
+def test_a_checkpoint_gets_its_own_row(osie_root, tmp_path):
+    import torch
+
+    from salclass.io import atomic_torch_save
+    from salclass.saliency.models import create, model_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "fcn.pt"
+    atomic_torch_save(model_checkpoint(create("fcn")), ckpt)
+    t = evaluate_models(osie_root, "test", [str(ckpt)], limit=2, baselines=False, progress=False)
+    assert list(t.rows) == [CENTRE_BIAS, str(ckpt), BOUND]
+    assert all(math.isfinite(t.rows[str(ckpt)][m]) for m in ("auc_judd", "nss", "cc", "kl", "sim", "ig"))
+
+
+def test_cli_json_is_model_metric_value(run_cli, osie_root):
+    code, out, err = run_cli("saliency", "eval", "--data", osie_root, "--split", "val", "--limit", "2", "--json")
+    assert code == 0, err
+    table = json.loads(out)
+    assert CENTRE_BIAS in table and BOUND in table
+    assert set(table[CENTRE_BIAS]) == set(METRICS)
+    assert table[BOUND]["ig"] is None
+    assert isinstance(table[CENTRE_BIAS]["nss"], float)
+
+
+def test_cli_text_table(run_cli, osie_root):
+    code, out, _ = run_cli("saliency", "eval", "--data", osie_root, "--limit", "1")
+    assert code == 0
+    assert "AUC-Judd" in out and CENTRE_BIAS in out and BOUND in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "{tmp}/nowhere"], "not found"),
+    (["--data", "{osie}", "--split", "holdout"], "unknown split"),
+    (["--data", "{osie}", "--model", "no_such_model"], "unknown saliency model"),
+    (["--data", "{osie}", "--model", "{tmp}/garbage.pt"], "not a readable checkpoint"),
+    (["--data", "{osie}", "--limit", "0"], "at least 1"),
+])
+def test_bad_input_is_one_line(run_cli, osie_root, tmp_path, args, message):
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    args = [a.format(tmp=tmp_path, osie=osie_root) for a in args]
+    code, out, err = run_cli("saliency", "eval", *args)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_folder_layout_without_subjects(tmp_path):
+    """images/ + maps/ + fixations/*.npy: every metric, but no human bound
+    (points carry no subject)."""
+    rng = np.random.default_rng(0)
+    for sub in ("images", "maps", "fixations"):
+        (tmp_path / sub).mkdir()
+    for k in range(3):
+        Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(tmp_path / "images" / f"im{k}.png")
+        yy, xx = np.mgrid[0:30, 0:40]
+        gt = np.exp(-((xx - 10 - 5 * k) ** 2 + (yy - 15) ** 2) / 50.0)
+        Image.fromarray((gt * 255).astype(np.uint8)).save(tmp_path / "maps" / f"im{k}.png")
+        np.save(tmp_path / "fixations" / f"im{k}.npy", np.array([[10 + 5 * k, 15], [12, 14]]))
+    t = evaluate_models(tmp_path, "all", [], progress=False)
+    assert t.images == 3 and t.sigma is None
+    assert BOUND not in t.rows
+    row = t.rows[CENTRE_BIAS]
+    assert all(math.isfinite(row[m]) for m in METRICS)
+
+
+def test_limit_must_be_positive(osie_root):
+    with pytest.raises(UserError, match="at least 1"):
+        evaluate_models(osie_root, "test", [], limit=0, progress=False)
