@@ -1,0 +1,102 @@
+"""Settings of one classifier training run.
+
+The defaults are the protocol shared by every experiment of the thesis
+(section 3.3.3): SGD with momentum 0.9, learning rate 0.01 divided by 10 at
+epochs 24, 45 and 62 of 90, L2 weight decay 5e-4, batches of 128,
+cross-entropy, dropout 0.5, no mean subtraction, random crop and flip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+# Fields that only change how fast or where a run computes, not what it
+# computes; a resumed or re-launched run may change them freely.
+RUNTIME_FIELDS = frozenset(
+    {"device", "amp", "channels_last", "compile", "sync_bn", "workers", "threads", "progress", "tensorboard", "epochs"}
+)
+
+
+@dataclass
+class AttentionTransfer:
+    """Attention transfer (Zagoruyko & Komodakis 2017) with the saliency map
+    as the teacher's attention map. Off while beta is 0."""
+
+    beta: float = 0.0
+    layer: str = "relu2"
+
+    def __post_init__(self) -> None:
+        if not self.beta >= 0.0:
+            raise ValueError(f"attention.beta must be >= 0, got {self.beta}")
+        if not self.layer:
+            raise ValueError("attention.layer must name a submodule, e.g. relu2")
+
+    @property
+    def enabled(self) -> bool:
+        return self.beta > 0.0
+
+
+@dataclass
+class TrainConfig:
+    store: Path
+    out: Path
+    model: str = "RGB"
+    epochs: int = 90
+    milestones: list[int] = field(default_factory=lambda: [24, 45, 62])
+    lr: float = 0.01
+    lr_gamma: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+    batch_size: int = 128
+    dropout: float = 0.5
+    mean_subtract: bool = False
+    crop: int | None = None
+    seed: int = 0
+    init_from: Path | None = None
+    init_new: Literal["uniform", "zeros", "default"] = "uniform"
+    attention: AttentionTransfer = field(default_factory=AttentionTransfer)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    sync_bn: bool = False
+    workers: int | None = None
+    threads: int | None = None
+    progress: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if any(m < 1 for m in self.milestones) or list(self.milestones) != sorted(set(self.milestones)):
+            raise ValueError(f"milestones must be increasing epochs >= 1, got {list(self.milestones)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.lr_gamma <= 1:
+            raise ValueError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.crop is not None and self.crop < 16:
+            raise ValueError(f"crop must be >= 16 pixels, got {self.crop}")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        self._check_model()
+
+    def _check_model(self) -> None:
+        from salclass.errors import UserError
+        from salclass.models import get_variant
+
+        try:
+            get_variant(self.model)
+        except UserError as e:
+            raise ValueError(f"model: {e}") from None

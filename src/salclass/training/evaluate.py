@@ -1,0 +1,122 @@
+"""Evaluate a trained classifier on a store split and keep every prediction.
+
+`eval/eval.json` holds the summary (top-1, top-5, loss, per-class accuracy
+with class names, confusion matrix); `eval/predictions.npz` holds one row per
+image (store row `index`, `label`, `top5`, `correct1`, `correct5`), sorted by
+index, so two runs evaluated on the same store line up image by image.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from salclass.errors import UserError
+from salclass.io import atomic_write_bytes, atomic_write_json
+from salclass.training.checkpoint import checkpoint_path, load_classifier
+from salclass.training.distributed import World
+from salclass.training.engine import Runtime, evaluate
+
+EVAL_TYPE = "salclass.eval"
+PREDICTIONS_TYPE = "salclass.predictions"
+
+
+def _open_split(store_split: str | Path):
+    from salclass.data import Store
+
+    path = Path(store_split)
+    if not (path / "meta.json").is_file() and (path / "val" / "meta.json").is_file():
+        path = path / "val"
+    return Store.open(path)
+
+
+def _default_out(run_or_ckpt: str | Path) -> Path:
+    path = Path(run_or_ckpt)
+    return (path if path.is_dir() else path.parent) / "eval"
+
+
+def evaluate_run(run_or_ckpt: str | Path, store_split: str | Path, out: str | Path | None = None, *,
+                 batch_size: int = 128, device: str = "auto", progress: bool = True) -> dict:
+    """Evaluate the checkpoint of a run folder (or a checkpoint file) on a store
+    split (or a store root, meaning its val/), write eval.json and
+    predictions.npz into `out` (default RUN/eval) and return the summary."""
+    from salclass.data import StoreLoader
+    from salclass.models import create
+    from salclass.training.main import resolve_device
+
+    ckpt = load_classifier(run_or_ckpt)
+    store = _open_split(store_split)
+    wnids = [c[0] for c in ckpt.get("classes", [])]
+    if wnids and wnids != [w for w, _ in store.classes]:
+        raise UserError(f"{store.path}: its classes differ from the ones the checkpoint was trained on")
+    if store.num_classes != ckpt["num_classes"]:
+        raise UserError(f"{store.path}: has {store.num_classes} classes, the checkpoint {ckpt['num_classes']}")
+    size = int(ckpt["input_size"])
+    if size > store.size:
+        raise UserError(f"{store.path}: images are {store.size}px, smaller than the model's input {size}px")
+    world = World()
+    dev = resolve_device(device, world)
+    net = create(ckpt["model_name"], ckpt["num_classes"], input_size=size,
+                 dropout=float(ckpt["config"].get("dropout", 0.5)))
+    try:
+        net.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise UserError(f"{checkpoint_path(run_or_ckpt)}: weights do not fit model {ckpt['model_name']} "
+                        f"({str(e).splitlines()[0][:160]})") from None
+    if net.uses_saliency and not store.has_saliency:
+        raise UserError(f"{store.path}: has no complete saliency maps, which model {net.variant} needs "
+                        "(run: salclass saliency predict)")
+    net = net.to(dev)
+    on_cuda = dev.type == "cuda"
+    loader = StoreLoader(store, batch_size, False, crop=size, mean_subtract=bool(ckpt.get("mean_subtract", False)),
+                         with_saliency=net.uses_saliency, device=str(dev) if on_cuda else "cpu")
+    rt = Runtime(dev, world, torch.bfloat16 if on_cuda else None, progress=progress)
+    metrics, pred = evaluate(net, loader, rt, keep_predictions=True, desc="evaluate")
+
+    order = np.argsort(pred["index"], kind="stable")
+    pred = {k: v[order] for k, v in pred.items()}
+    c = store.num_classes
+    confusion = np.zeros((c, c), dtype=np.int64)
+    np.add.at(confusion, (pred["label"], pred["top5"][:, 0]), 1)
+    per_class = []
+    for k, (wnid, name) in enumerate(store.classes):
+        mine = pred["label"] == k
+        n = int(mine.sum())
+        per_class.append({"index": k, "wnid": wnid, "name": name, "count": n,
+                          "top1": float(pred["correct1"][mine].mean()) if n else None,
+                          "top5": float(pred["correct5"][mine].mean()) if n else None})
+    result = {
+        "type": EVAL_TYPE, "version": 1,
+        "checkpoint": str(checkpoint_path(run_or_ckpt)), "model": ckpt["model_name"], "epoch": int(ckpt["epoch"]),
+        "store": str(store.path), "count": int(len(pred["index"])),
+        "top1": metrics["top1"], "top5": metrics["top5"], "loss": metrics["loss"],
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+        "confusion_axes": "rows: true class, columns: predicted class (class order of per_class)",
+    }
+    out_dir = Path(out) if out is not None else _default_out(run_or_ckpt)
+    buf = io.BytesIO()
+    np.savez(buf, type=np.array(PREDICTIONS_TYPE), version=np.array(1), **pred)
+    atomic_write_bytes(out_dir / "predictions.npz", buf.getvalue())
+    atomic_write_json(out_dir / "eval.json", result)
+    result["out"] = str(out_dir)
+    return result
+
+
+def evaluate_cli(run: str, store: str, out: str | None = None, as_json: bool = False) -> int:
+    r = evaluate_run(run, store, out)
+    if as_json:
+        print(json.dumps(r))
+        return 0
+    print(f"model {r['model']} (epoch {r['epoch']}) on {r['store']}: {r['count']} images")
+    print(f"top-1 {r['top1']:.2%}   top-5 {r['top5']:.2%}   loss {r['loss']:.4f}")
+    print(f"{'class':<32} {'images':>6} {'top-1':>7}")
+    for c in r["per_class"]:
+        acc = f"{c['top1']:.2%}" if c["top1"] is not None else "-"
+        print(f"{c['name'][:32]:<32} {c['count']:>6} {acc:>7}")
+    print(f"wrote {r['out']}/eval.json and predictions.npz")
+    return 0

@@ -1,0 +1,439 @@
+"""`train(cfg, resume)`: one classifier run, resumable, single- or multi-process.
+
+The run folder (docs/ARCHITECTURE.md, section 4) is written by rank 0 only.
+Each epoch appends its line to metrics.jsonl (durably) *before* replacing
+checkpoint.pt, so a crash between the two leaves a metrics line past the
+checkpoint's epoch, which resuming truncates and recomputes: the files never
+claim an epoch the checkpoint cannot reproduce.
+
+Resuming equals never stopping (on CPU): the loader's order and augmentation
+depend only on (seed, epoch), and the checkpoint restores weights, optimizer
+momentum, the learning-rate schedule and every RNG state at an epoch boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from salclass.errors import UserError
+from salclass.io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json
+from salclass.settings import load_settings, save_settings, to_dict
+from salclass.training import distributed
+from salclass.training.checkpoint import (CHECKPOINT_NAME, CHECKPOINT_TYPE, CHECKPOINT_VERSION, load_classifier,
+                                          rng_state, set_rng_state)
+from salclass.training.config import RUNTIME_FIELDS, TrainConfig
+from salclass.training.distributed import World
+from salclass.training.engine import (AttentionLoss, NonFiniteLoss, Runtime, StopFlag, TrainingInterrupted,
+                                      evaluate, train_one_epoch)
+
+CONFIG_NAME = "config.yaml"
+METRICS_NAME = "metrics.jsonl"
+DONE_NAME = "done.json"
+START_NAME = "val_start.json"
+DONE_TYPE = "salclass.run_done"
+
+
+def _log(msg: str, world: World) -> None:
+    if world.is_primary():
+        tqdm.write(msg, file=sys.stderr)
+
+
+def resolve_device(name: str, world: World) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("device: cuda was asked for, but this PyTorch sees no CUDA GPU (use device=cpu or auto)")
+        return torch.device("cuda", world.local_rank)
+    return torch.device("cpu")
+
+
+def _comparable(cfg_dict: dict) -> dict:
+    out = {k: v for k, v in cfg_dict.items() if k not in RUNTIME_FIELDS}
+    out.pop("out", None)  # a run folder may be moved; it is where it is
+    for key in ("store", "init_from"):
+        if out.get(key) is not None:
+            out[key] = str(Path(out[key]).resolve())
+    return out
+
+
+def _config_difference(saved: dict, cfg: TrainConfig) -> str | None:
+    """The first setting (other than runtime ones) where `cfg` differs from a
+    saved run's config, as 'key: saved -> now', or None."""
+    a, b = _comparable(saved), _comparable(to_dict(cfg))
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            return f"{key}: {a.get(key)!r} in the run, {b.get(key)!r} now"
+    return None
+
+
+def _read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    lines = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            lines.append(json.loads(line))
+        except json.JSONDecodeError:
+            # A line cut short by a crash mid-write is the only way to get here.
+            raise UserError(f"{path}: line {n} is not valid JSON") from None
+    return lines
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The per-epoch metrics of a run folder (UserError if it has none)."""
+    path = Path(run_dir) / METRICS_NAME
+    if not path.is_file():
+        raise UserError(f"{run_dir}: no {METRICS_NAME} (not a training run, or no epoch finished yet)")
+    return _read_metrics(path)
+
+
+def _append_line(path: Path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@contextmanager
+def _stop_on_signals(stop: StopFlag):
+    """SIGINT/SIGTERM ask the loops to stop at the next batch boundary; a second
+    signal stops at once. Outside the main thread (no handlers allowed) this
+    does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum, frame):
+        if stop.signum:
+            raise TrainingInterrupted(signum)
+        stop.request(signum)
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+class _Run:
+    """The state of one run while it trains; `execute` is the whole life of it."""
+
+    def __init__(self, cfg: TrainConfig, world: World, device: torch.device, resume: bool):
+        self.cfg = cfg
+        self.world = world
+        self.device = device
+        self.resume = resume
+        self.out = Path(cfg.out)
+
+    # --- what is already in the run folder -----------------------------------
+
+    def _existing(self) -> tuple[dict | None, dict | None]:
+        """(done.json, checkpoint) found in the run folder, after checking they
+        belong to this config. Raises UserError for a folder that is not a run
+        or a run this config cannot continue."""
+        out, cfg = self.out, self.cfg
+        if out.exists() and not out.is_dir():
+            raise UserError(f"out: {out} exists and is not a folder")
+        if out.is_dir() and any(out.iterdir()) and not (out / CONFIG_NAME).is_file():
+            raise UserError(f"out: {out} is not empty and holds no run ({CONFIG_NAME} missing); choose another folder")
+        done = read_json(out / DONE_NAME) if (out / DONE_NAME).is_file() else None
+        ckpt = load_classifier(out / CHECKPOINT_NAME) if (out / CHECKPOINT_NAME).is_file() else None
+        saved = ckpt["config"] if ckpt is not None else None
+        if saved is not None:
+            diff = _config_difference(saved, cfg)
+            if diff:
+                raise UserError(f"out: {out} holds a run with other settings ({diff}); choose another out folder")
+        if ckpt is not None and done is None and not self.resume:
+            raise UserError(f"out: {out} holds an unfinished run (epoch {ckpt['epoch']} of {saved['epochs']}); "
+                            "pass --resume to continue it, or choose another out folder")
+        return done, ckpt
+
+    # --- building ---------------------------------------------------------------
+
+    def _open_stores(self):
+        from salclass.data import Store
+
+        root = Path(self.cfg.store)
+        if not root.is_dir():
+            raise UserError(f"store: {root}: no such store folder (expected a store root with train/ and val/)")
+        train, val = Store.open(root / "train"), Store.open(root / "val")
+        if [w for w, _ in train.classes] != [w for w, _ in val.classes]:
+            raise UserError(f"store: {root}: train/ and val/ have different classes")
+        return train, val
+
+    def _needs_saliency(self, model) -> bool:
+        return bool(model.uses_saliency or self.cfg.attention.enabled)
+
+    def _build_model(self, num_classes: int, crop: int, ckpt: dict | None, train_store):
+        from salclass.models import create, transplant
+
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        net = create(cfg.model, num_classes, input_size=crop, dropout=cfg.dropout)
+        if ckpt is not None:
+            _check_compatible(ckpt, net, num_classes, crop, self.out / CHECKPOINT_NAME)
+            net.load_state_dict(ckpt["model"])
+            return net, None
+        if cfg.init_from is not None:
+            base = load_classifier(cfg.init_from)
+            if base["num_classes"] != num_classes or base["input_size"] != crop:
+                raise UserError(f"init_from: {cfg.init_from} was trained for {base['num_classes']} classes at "
+                                f"{base['input_size']}px; this run has {num_classes} classes at {crop}px")
+            base_classes = base.get("classes")
+            if base_classes is not None and [c[0] for c in base_classes] != [w for w, _ in train_store.classes]:
+                raise UserError(f"init_from: {cfg.init_from} was trained on other classes than {cfg.store}")
+            report = transplant(base["model"], net, init=cfg.init_new, seed=cfg.seed)
+            return net, report
+        return net, None
+
+    # --- the run ----------------------------------------------------------------
+
+    def execute(self) -> Path:
+        from salclass.data import StoreLoader, default_crop
+
+        cfg, world, out = self.cfg, self.world, self.out
+        done, ckpt = self._existing()
+        if done is not None and ckpt is not None and ckpt["epoch"] >= cfg.epochs:
+            _log(f"{out}: finished earlier ({ckpt['epoch']} epochs, {DONE_NAME}); nothing to do", world)
+            return out
+        if ckpt is not None and ckpt["epoch"] > cfg.epochs:
+            raise UserError(f"epochs: the run in {out} already trained {ckpt['epoch']} epochs, more than {cfg.epochs}")
+        distributed.barrier(world)
+
+        train_store, val_store = self._open_stores()
+        crop = cfg.crop or default_crop(train_store.size)
+        if crop > train_store.size or crop > val_store.size:
+            raise UserError(f"crop: {crop} is larger than the store's images ({train_store.size}px)")
+        num_classes = train_store.num_classes
+        net, report = self._build_model(num_classes, crop, ckpt, train_store)
+        needs_saliency = self._needs_saliency(net)
+        for s in (train_store, val_store):
+            if needs_saliency and not s.has_saliency:
+                why = f"model {net.variant}" if net.uses_saliency else "attention transfer"
+                raise UserError(f"store: {s.path} has no complete saliency maps, which {why} needs "
+                                f"(run: salclass saliency predict {cfg.store})")
+        if cfg.batch_size % world.world_size:
+            raise UserError(f"batch_size: {cfg.batch_size} is not divisible by the {world.world_size} processes")
+
+        threads = cfg.threads or max(1, (os.cpu_count() or 1) // world.local_world_size)
+        torch.set_num_threads(threads)
+        on_cuda = self.device.type == "cuda"
+        fmt = torch.channels_last if (on_cuda and cfg.channels_last) else torch.contiguous_format
+        net = net.to(self.device, memory_format=fmt)
+        model = net
+        if world.distributed:
+            if on_cuda and cfg.sync_bn:
+                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+                net = model
+            model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if on_cuda else None)
+        if cfg.compile:
+            model = torch.compile(model)
+        rt = Runtime(self.device, world, torch.bfloat16 if (on_cuda and cfg.amp) else None,
+                     channels_last=fmt is torch.channels_last, progress=cfg.progress,
+                     check_every=25 if on_cuda else 1)
+
+        optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.lr_gamma)
+        start_epoch = 0
+        if ckpt is not None:
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            start_epoch = int(ckpt["epoch"])
+            states = ckpt.get("rng") or []
+            if len(states) == world.world_size:
+                set_rng_state(states[world.rank])
+            else:
+                torch.manual_seed(cfg.seed + 1000003 * (start_epoch + 1) + world.rank)
+                _log(f"note: the checkpoint holds RNG states of {len(states)} processes, this run has "
+                     f"{world.world_size}; dropout draws differ from the uninterrupted run", world)
+        else:
+            # Same initial weights on every rank (seeded above), different dropout masks.
+            torch.manual_seed(cfg.seed + world.rank)
+
+        workers = cfg.workers if cfg.workers is not None else (min(4, threads) if on_cuda else 0)
+        per_rank = cfg.batch_size // world.world_size
+        loader_device = str(self.device) if on_cuda else "cpu"
+        common = dict(crop=crop, seed=cfg.seed, mean_subtract=cfg.mean_subtract, with_saliency=needs_saliency,
+                      rank=world.rank, world_size=world.world_size, device=loader_device, workers=workers)
+        train_loader = StoreLoader(train_store, per_rank, True, **common)
+        val_loader = StoreLoader(val_store, per_rank, False, **common)
+        attention = None
+        if cfg.attention.enabled:
+            offset = float(train_store.saliency_mean or 0.0) if cfg.mean_subtract else 0.0
+            attention = AttentionLoss(net, cfg.attention.layer, cfg.attention.beta, offset)
+
+        writer = None
+        if world.is_primary():
+            out.mkdir(parents=True, exist_ok=True)
+            save_settings(cfg, out / CONFIG_NAME)
+            kept = [m for m in _read_metrics(out / METRICS_NAME) if m.get("epoch", 0) <= start_epoch]
+            atomic_write_text(out / METRICS_NAME, "".join(json.dumps(m) + "\n" for m in kept))
+            if done is not None:
+                (out / DONE_NAME).unlink()
+            if report is not None:
+                atomic_write_text(out / "init.txt", str(report) + "\n")
+            if cfg.tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+
+                writer = SummaryWriter(str(out / "tb"), purge_step=start_epoch + 1 if start_epoch else None)
+
+        where = f"{self.device.type}" + (f" x{world.world_size} processes" if world.distributed else "")
+        _log(f"training {net.variant} on {cfg.store} ({train_store.count} train / {val_store.count} val images, "
+             f"{num_classes} classes, crop {crop}) for epochs {start_epoch + 1}..{cfg.epochs} on {where} "
+             f"({threads} threads) -> {out}", world)
+
+        stop = StopFlag()
+        began = time.perf_counter()
+        completed = start_epoch
+        try:
+            with _stop_on_signals(stop):
+                if cfg.init_from is not None and start_epoch == 0 and not (out / START_NAME).is_file():
+                    start_val, _ = evaluate(model, val_loader, rt, stop=stop, desc="val before training")
+                    if world.is_primary():
+                        atomic_write_json(out / START_NAME, {"type": "salclass.start_eval", "version": 1,
+                                                             "init_from": str(cfg.init_from), "val": start_val})
+                    _log(f"before training: val top1 {start_val['top1']:.2%} top5 {start_val['top5']:.2%} "
+                         f"loss {start_val['loss']:.4f}", world)
+                for epoch in range(start_epoch + 1, cfg.epochs + 1):
+                    train_loader.set_epoch(epoch)
+                    lr = optimizer.param_groups[0]["lr"]
+                    try:
+                        tr = train_one_epoch(model, train_loader, optimizer, rt, epoch=epoch, epochs=cfg.epochs,
+                                             attention=attention, stop=stop)
+                    except NonFiniteLoss as e:
+                        last = epoch - 1
+                        kept = f"the checkpoint of epoch {last} is kept in {out}" if last else "no epoch was saved"
+                        raise NonFiniteLoss(f"{e}; stopped, {kept}") from None
+                    va, _ = evaluate(model, val_loader, rt, stop=stop, desc=f"epoch {epoch}/{cfg.epochs} val")
+                    scheduler.step()
+                    record = {"epoch": epoch, "lr": lr, "train": tr, "val": va}
+                    states = distributed.all_gather_objects(rng_state(), world)
+                    if world.is_primary():
+                        _append_line(out / METRICS_NAME, record)
+                        if writer is not None:
+                            _tensorboard(writer, record)
+                        atomic_torch_save(self._checkpoint(net, optimizer, scheduler, epoch, num_classes, crop,
+                                                           train_store, states), out / CHECKPOINT_NAME)
+                    completed = epoch
+                    _log(_epoch_line(record, cfg.epochs), world)
+        except TrainingInterrupted as e:
+            e.run_dir = out
+            e.epoch = completed
+            raise
+        finally:
+            if writer is not None:
+                writer.close()
+            if attention is not None:
+                attention.close()
+
+        distributed.barrier(world)
+        if world.is_primary():
+            final = _read_metrics(out / METRICS_NAME)
+            atomic_write_json(out / DONE_NAME, {
+                "type": DONE_TYPE, "version": 1, "epochs": cfg.epochs, "model": net.variant,
+                "val": final[-1]["val"] if final else None,
+                "best_val_top1": max((m["val"]["top1"] for m in final), default=None),
+                "seconds_this_session": time.perf_counter() - began,
+            })
+            _log(f"finished: {out}", world)
+        return out
+
+    def _checkpoint(self, net, optimizer, scheduler, epoch: int, num_classes: int, crop: int, train_store,
+                    rng_states: list) -> dict:
+        return {
+            "type": CHECKPOINT_TYPE,
+            "version": CHECKPOINT_VERSION,
+            "model_name": net.variant,
+            "num_classes": num_classes,
+            "input_size": crop,
+            "classes": [[w, n] for w, n in train_store.classes],
+            "uses_saliency": bool(net.uses_saliency),
+            "mean_subtract": self.cfg.mean_subtract,
+            "epoch": epoch,
+            "model": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": {},  # bf16 autocast needs no loss scaling; kept for the checkpoint's fixed layout
+            "rng": rng_states,
+            "config": to_dict(self.cfg),
+        }
+
+
+def _check_compatible(ckpt: dict, net, num_classes: int, crop: int, path: Path) -> None:
+    if ckpt["model_name"] != net.variant:
+        raise UserError(f"{path}: is a checkpoint of model {ckpt['model_name']}, this run builds {net.variant}")
+    if ckpt["num_classes"] != num_classes or ckpt["input_size"] != crop:
+        raise UserError(f"{path}: was trained for {ckpt['num_classes']} classes at {ckpt['input_size']}px, "
+                        f"this run has {num_classes} classes at {crop}px")
+
+
+def _tensorboard(writer, record: dict) -> None:
+    epoch = record["epoch"]
+    writer.add_scalar("lr", record["lr"], epoch)
+    for split in ("train", "val"):
+        for key, value in record[split].items():
+            writer.add_scalar(f"{split}/{key}", value, epoch)
+    writer.flush()
+
+
+def _epoch_line(r: dict, epochs: int) -> str:
+    t, v = r["train"], r["val"]
+    return (f"epoch {r['epoch']}/{epochs} lr {r['lr']:.4g} | train loss {t['loss']:.4f} top1 {t['top1']:.2%} "
+            f"top5 {t['top5']:.2%} | val loss {v['loss']:.4f} top1 {v['top1']:.2%} top5 {v['top5']:.2%} "
+            f"| {t['images_per_s']:.0f} img/s, {t['seconds'] + v['seconds']:.1f} s")
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Train one run into `cfg.out` and return that folder.
+
+    A finished run (done.json) is not retrained. With `resume`, an unfinished
+    run continues from its last epoch checkpoint; without it, an unfinished run
+    in `cfg.out` is an error. Raises TrainingInterrupted (a KeyboardInterrupt,
+    with `signum`, `run_dir` and `epoch`) after SIGINT/SIGTERM, NonFiniteLoss (a
+    UserError) when the loss diverges; the last completed epoch's checkpoint is
+    on disk in both cases.
+    """
+    world = distributed.world_from_env()
+    device = resolve_device(cfg.device, world)
+    created = distributed.setup(world, device.type)
+    threads_before = torch.get_num_threads()
+    try:
+        return _Run(cfg, world, device, resume).execute()
+    finally:
+        torch.set_num_threads(threads_before)
+        distributed.teardown(created)
+
+
+def train_cli(config: str | None, sets: list[str], resume: bool = False) -> int:
+    """`salclass train`: with --resume and no --config, the run's own config.yaml
+    (found through `--set out=DIR`) is the base the overrides apply to."""
+    base = config
+    if base is None and resume:
+        outs = [s.split("=", 1)[1] for s in sets if s.startswith("out=")]
+        if outs and (Path(outs[-1]) / CONFIG_NAME).is_file():
+            base = str(Path(outs[-1]) / CONFIG_NAME)
+    cfg = load_settings(TrainConfig, base, sets)
+    try:
+        train(cfg, resume=resume)
+    except TrainingInterrupted as e:
+        name = signal.Signals(e.signum).name if e.signum in signal.Signals._value2member_map_ else str(e.signum)
+        epoch = getattr(e, "epoch", 0)
+        print(f"salclass: stopped by {name} after {epoch} completed epoch(s); resume with: "
+              f"salclass train --set out={cfg.out} --resume", file=sys.stderr)
+        return 128 + e.signum
+    return 0
