@@ -109,12 +109,19 @@ def auc_judd(saliency_map: np.ndarray, fixations: np.ndarray) -> float:
     neg = s[~fixated]
     if neg.size == 0:
         raise ValueError("every pixel is fixated: AUC-Judd has no negatives")
-    thresholds = np.unique(pos)[::-1]
-    pos_sorted = np.sort(pos)
-    neg_sorted = np.sort(neg)
-    tpr = (pos.size - np.searchsorted(pos_sorted, thresholds, side="left")) / pos.size
-    fpr = (neg.size - np.searchsorted(neg_sorted, thresholds, side="left")) / neg.size
+    thresholds = np.unique(pos)
+    tpr = _share_at_or_above(pos, thresholds)[::-1]
+    fpr = _share_at_or_above(neg, thresholds)[::-1]
     return _roc_area(np.concatenate(([0.0], fpr, [1.0])), np.concatenate(([0.0], tpr, [1.0])))
+
+
+def _share_at_or_above(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """For each of the ascending `thresholds`, the share of `values` >= it.
+    Binning the values among the few thresholds avoids sorting all pixels."""
+    below_or_at = np.searchsorted(thresholds, values, side="right")   # thresholds <= value
+    hist = np.bincount(below_or_at, minlength=thresholds.size + 1)
+    at_or_above = np.cumsum(hist[::-1])[::-1][1:]
+    return at_or_above / values.size
 
 
 def auc_from_values(positives: np.ndarray, negatives: np.ndarray) -> float:
