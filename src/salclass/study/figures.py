@@ -1,0 +1,75 @@
+"""The report's PNG figures: validation curves and a grid of images with their maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from salclass.study.results import StudyResults
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never open a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def curves(res: StudyResults, names: list[str], title: str, out: Path) -> bool:
+    """Validation top-1 per epoch of `names` (mean over seeds, band = min..max). False if nothing to plot."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.0, 4.2), dpi=110)
+    plotted = 0
+    for name in names:
+        exp = res.cfg.experiment(name)
+        runs = [r.curve for r in res.experiments[name].runs.values() if r.curve]
+        if not runs:
+            continue
+        n = min(len(c) for c in runs)
+        epochs = np.array([e for e, _ in runs[0][:n]])
+        vals = np.array([[v for _, v in c[:n]] for c in runs])
+        label = name + (" (mean subtracted)" if exp.mean_subtract else "")
+        line, = ax.plot(epochs, vals.mean(axis=0), marker="o", markersize=3, label=label)
+        if len(runs) > 1:
+            ax.fill_between(epochs, vals.min(axis=0), vals.max(axis=0), color=line.get_color(), alpha=0.15)
+        plotted += 1
+    if not plotted:
+        plt.close(fig)
+        return False
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation top-1 (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return True
+
+
+def example_grid(images: np.ndarray, maps: np.ndarray, titles: list[str], out: Path) -> None:
+    """Row 1: images; row 2: their saliency maps; row 3: maps over the images."""
+    plt = _pyplot()
+    n = len(images)
+    fig, axes = plt.subplots(3, n, figsize=(1.8 * n, 5.6), dpi=100, squeeze=False)
+    for i in range(n):
+        img = images[i]
+        m = maps[i].astype(np.float32) / 255.0
+        axes[0, i].imshow(img)
+        axes[0, i].set_title(titles[i], fontsize=7)
+        axes[1, i].imshow(m, cmap="gray", vmin=0, vmax=1)
+        axes[2, i].imshow(img)
+        axes[2, i].imshow(m, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        for r in range(3):
+            axes[r, i].axis("off")
+    axes[0, 0].text(-0.1, 0.5, "image", transform=axes[0, 0].transAxes, rotation=90, va="center", ha="right")
+    axes[1, 0].text(-0.1, 0.5, "map", transform=axes[1, 0].transAxes, rotation=90, va="center", ha="right")
+    axes[2, 0].text(-0.1, 0.5, "overlay", transform=axes[2, 0].transAxes, rotation=90, va="center", ha="right")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)

@@ -1,0 +1,436 @@
+"""The study's report: DIR/report.md, figures under DIR/figures/, and a
+self-contained DIR/report.html, built only from files inside the study folder.
+
+The report is assembled as a list of blocks (headings, paragraphs, tables,
+images) and rendered twice, to Markdown and to HTML, so the two never disagree.
+Its conclusion is generated from the comparisons' numbers by fixed rules (see
+`conclusions`); no finding is written in advance.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from salclass.errors import UserError
+from salclass.io import atomic_write_text, read_json
+from salclass.settings import load_settings
+from salclass.study import stats
+from salclass.study.config import STAGE_TITLES, StudyConfig
+from salclass.study.figures import curves, example_grid
+from salclass.study.layout import PARAMS_TYPE, SALIENCY_TYPE, STUDY_YAML, StudyLayout
+from salclass.study.results import PairResult, StudyResults, collect
+
+
+@dataclass
+class Block:
+    kind: str  # "h1", "h2", "h3", "p", "list", "table", "img"
+    text: str = ""
+    items: list | None = None
+    header: list[str] | None = None
+    path: Path | None = None
+
+
+# --- formatting ------------------------------------------------------------
+
+def _pm(s: stats.Spread | None) -> str:
+    if s is None:
+        return "missing"
+    return f"{s.mean:.2f} ± {s.std:.2f}" if s.n > 1 else f"{s.mean:.2f}"
+
+
+def _pts(x: float) -> str:
+    return f"{100.0 * x:+.2f}"
+
+
+def _ci(iv: stats.Interval | None) -> str:
+    if iv is None:
+        return ""
+    return f"{_pts(iv.diff)} [{_pts(iv.low)}, {_pts(iv.high)}]"
+
+
+def _p(p: float) -> str:
+    return "1" if p >= 0.9995 else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
+
+
+def _thesis(x: float | None) -> str:
+    return "" if x is None else f"{x:.2f}"
+
+
+# --- sections --------------------------------------------------------------
+
+def _setup(res: StudyResults) -> list[Block]:
+    cfg = res.cfg
+    out = []
+    store_txt = _store_summary(res.layout)
+    n_runs = len(cfg.experiments) * len(cfg.seeds)
+    n_done = sum(len(e.runs) for e in res.experiments.values())
+    src = cfg.data.source if cfg.data.source is not None else cfg.data.store
+    out.append(Block("p", f"Data: {store_txt} (from `{src}`), images of {cfg.data.size} px. "
+                          f"Seeds: {', '.join(map(str, cfg.seeds))}. Epoch scale: {cfg.epoch_scale:g} "
+                          f"(thesis-length runs are multiplied by it). Saliency model: `{cfg.saliency.model}`. "
+                          f"Runs finished and evaluated: {n_done} of {n_runs}."))
+    missing = [f"{name} seed {s}" for name, e in res.experiments.items() for s in e.missing]
+    if missing:
+        out.append(Block("p", "Not finished yet (shown as missing below): " + ", ".join(missing) + "."))
+    out.append(Block("p", "The thesis's numbers (ImageNet, 1000 classes, one run each) are printed beside ours "
+                          "for reference only: the data sets differ, so only the direction and size of the "
+                          "differences can be compared, never the accuracies themselves."))
+    return out
+
+
+def _store_summary(layout: StudyLayout) -> str:
+    from salclass.data import Store
+
+    parts = []
+    for split in ("train", "val"):
+        try:
+            s = Store.open(layout.store / split)
+        except UserError:
+            continue
+        parts.append(f"{s.count} {split}")
+        n_classes = len(s.classes)
+    if not parts:
+        return "store not found"
+    return f"{n_classes} classes, {' / '.join(parts)} images"
+
+
+def _results_table(res: StudyResults) -> list[Block]:
+    cfg = res.cfg
+    by_pair = {(p.variant, p.against): p for p in res.pairs}
+    out = [Block("h2", "Results (the analogue of table 4.1)"),
+           Block("p", "Top-1 and top-5 validation accuracy in percent (mean ± standard deviation over seeds). "
+                      "Δ is the experiment minus its baseline in percentage points with its 95% confidence "
+                      "interval; p is McNemar's test on the paired per-image predictions; the verdict says "
+                      f"whether the difference is distinguishable from noise (alpha = {cfg.alpha:g}).")]
+    header = ["Experiment", "Model", "Start", "Epochs", "Top-1 %", "Top-5 %", "Baseline", "Δ top-1 [95% CI]",
+              "Δ top-5 [95% CI]", "McNemar p", "Verdict", "Thesis top-1", "Thesis top-5"]
+    for stage, title in STAGE_TITLES.items():
+        exps = [e for e in cfg.experiments if e.stage == stage]
+        if not exps:
+            continue
+        rows = []
+        for e in exps:
+            r = res.experiments[e.name]
+            epochs, _ = cfg.schedule(e)
+            start = f"from {e.init_from}" if e.init_from else "scratch"
+            pr = by_pair.get((e.name, e.baseline)) if e.baseline else None
+            cmp_ = pr.result if pr else None
+            model = e.model + (", mean subtracted" if e.mean_subtract else "")
+            if e.attention is not None:
+                model += f", attention transfer β={e.attention.beta:g} at {e.attention.layer}"
+            rows.append([e.name, model, start, str(epochs), _pm(r.top1), _pm(r.top5), e.baseline or "",
+                         _ci(cmp_.top1) if cmp_ else "", _ci(cmp_.top5) if cmp_ else "",
+                         _p(cmp_.mcnemar.p) if cmp_ else "", cmp_.verdict if cmp_ else "",
+                         _thesis(e.thesis.top1), _thesis(e.thesis.top5)])
+        out += [Block("h3", title), Block("table", header=header, items=rows)]
+    return out
+
+
+def _extra_table(res: StudyResults) -> list[Block]:
+    extra = [p for p in res.pairs if p.question or res.cfg.experiment(p.variant).baseline != p.against]
+    if not extra:
+        return []
+    rows = []
+    for p in extra:
+        c = p.result
+        rows.append([p.question, p.variant, p.against, _ci(c.top1) if c else "missing",
+                     f"{c.mcnemar.b} / {c.mcnemar.c}" if c else "", _p(c.mcnemar.p) if c else "",
+                     c.verdict if c else ""])
+    return [Block("h2", "Controls and further comparisons"),
+            Block("p", "Each row compares two experiments image by image, like the table above; "
+                       "b / c count the images only the first / only the second gets right."),
+            Block("table", header=["Question", "Experiment", "Against", "Δ top-1 [95% CI]", "b / c",
+                                   "McNemar p", "Verdict"], items=rows)]
+
+
+def _class_table(res: StudyResults) -> list[Block]:
+    rows = []
+    for p in res.pairs:
+        if p.result is None or res.cfg.experiment(p.variant).baseline != p.against:
+            continue
+        for k, g in enumerate(p.class_gains):
+            rows.append([p.variant if k == 0 else "", p.against if k == 0 else "", g["name"],
+                         f"{g['baseline']}/{g['total']}", f"{g['variant']}/{g['total']}", f"{g['gain']:+.1f}"])
+    if not rows:
+        return []
+    return [Block("h2", "Classes that improved most (the analogue of table 4.2)"),
+            Block("p", "For each experiment, the three classes whose top-1 accuracy rose most over its baseline: "
+                       "correct validation images out of all of that class (summed over seeds), and the change "
+                       "in percentage points. With few images per class a change of one image is already "
+                       "several points."),
+            Block("table", header=["Experiment", "Baseline", "Class", "Baseline correct", "Experiment correct",
+                                   "Change (points)"], items=rows)]
+
+
+def _params_table(layout: StudyLayout) -> list[Block]:
+    if not layout.params.is_file():
+        return [Block("h2", "Parameters"), Block("p", "No parameter table was recorded for this study.")]
+    data = read_json(layout.params)
+    if data.get("type") != PARAMS_TYPE:
+        raise UserError(f"{layout.params}: not a study parameter table")
+    base = data["models"].get(data.get("baseline", ""), {}).get("total")
+    rows = []
+    for name, m in data["models"].items():
+        delta = "" if base is None else f"{m['total'] - base:+,}"
+        rows.append([name, ", ".join(m.get("used_by", [])), f"{m['total']:,}", delta, m.get("note", "")])
+    return [Block("h2", "Parameters"),
+            Block("p", f"Trainable parameters of every network in the study at {data['input_size']} px input "
+                       f"with {data['num_classes']} classes (from salclass.models), and the difference to "
+                       f"{data.get('baseline', 'the baseline')}."),
+            Block("table", header=["Model", "Experiments", "Parameters", "Δ vs baseline", "Note"], items=rows)]
+
+
+def _figures(res: StudyResults) -> list[Block]:
+    cfg = res.cfg
+    figs = [(f.name, f.title, f.experiments) for f in cfg.figures]
+    if not figs:
+        figs = [(f"curves_{stage}", title, [e.name for e in cfg.experiments if e.stage == stage])
+                for stage, title in STAGE_TITLES.items() if any(e.stage == stage for e in cfg.experiments)]
+    out = [Block("h2", "Validation curves"),
+           Block("p", "Validation top-1 after every epoch (mean over seeds; the band spans the seeds).")]
+    drawn = 0
+    for name, title, names in figs:
+        path = res.layout.figures / f"{name}.png"
+        if curves(res, names, title, path):
+            out += [Block("h3", title), Block("img", text=title, path=path)]
+            drawn += 1
+        elif path.exists():
+            path.unlink()
+    if not drawn:
+        out.append(Block("p", "No finished run has curves yet."))
+    return out
+
+
+def _saliency(res: StudyResults) -> list[Block]:
+    layout = res.layout
+    out = [Block("h2", "The saliency model")]
+    if layout.saliency.is_file():
+        data = read_json(layout.saliency)
+        if data.get("type") != SALIENCY_TYPE:
+            raise UserError(f"{layout.saliency}: not a study saliency table")
+        out.append(Block("p", data.get("note", "")))
+        rows = data.get("rows") or []
+        if rows:
+            cols = [k for k in rows[0] if k != "model"]
+            out.append(Block("table", header=["Model"] + cols,
+                             items=[[r["model"]] + [_metric(r.get(k)) for k in cols] for r in rows]))
+    else:
+        out.append(Block("p", "No saliency metrics were recorded for this study (set saliency.eval_data)."))
+    grid = _example_grid(res)
+    if grid is not None:
+        out += [Block("p", "Validation images with the maps the classifiers were given."),
+                Block("img", text="images and their saliency maps", path=grid)]
+    return out
+
+
+def _metric(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return "" if v is None else str(v)
+
+
+def _example_grid(res: StudyResults) -> Path | None:
+    from salclass.data import Store
+
+    try:
+        s = Store.open(res.layout.val_split)
+    except UserError:
+        return None
+    if not s.has_saliency or s.count == 0:
+        return None
+    n = min(res.cfg.examples, s.count)
+    names = [name for _, name in s.classes]
+    titles = [names[int(s.labels[i])][:18] for i in range(n)]
+    path = res.layout.figures / "examples.png"
+    example_grid(np.asarray(s.images[:n]), np.asarray(s.saliency[:n]), titles, path)
+    return path
+
+
+# --- the generated conclusion ----------------------------------------------
+
+def _direction(delta: float) -> str:
+    return "better" if delta > 0 else ("worse" if delta < 0 else "same")
+
+
+def _claim_status(claim: str, verdict: str) -> str:
+    if claim == "same":
+        return "consistent: no difference here either" if verdict == stats.NOISE else "contradicted"
+    wanted = stats.BETTER if claim == "better" else stats.WORSE
+    if verdict == wanted:
+        return "holds"
+    if verdict == stats.NOISE:
+        return "not confirmed: the difference here is within noise"
+    return "contradicted: the difference here goes the other way"
+
+
+def _diff_text(p: PairResult) -> str:
+    c = p.result
+    return (f"{p.variant} − {p.against} = {_pts(c.top1.diff)} points top-1 "
+            f"(95% CI {_pts(c.top1.low)} to {_pts(c.top1.high)}, McNemar p = {_p(c.mcnemar.p)})")
+
+
+def conclusions(res: StudyResults) -> list[Block]:
+    """Plain-language findings, each derived from a comparison by fixed rules:
+    a thesis claim holds when our verdict matches its direction, is not confirmed
+    when our difference is within noise, and is contradicted when it goes the other
+    way; a control's question is answered by its verdict."""
+    done = [p for p in res.pairs if p.result is not None]
+    out = [Block("h2", "Conclusion (generated from the numbers above)")]
+    if not done:
+        return out + [Block("p", "No comparison has both of its runs finished yet.")]
+    widths = [100.0 * (p.result.top1.high - p.result.top1.low) / 2 for p in done]
+    images = max(p.images for p in done)
+    n_seeds = max(len(p.seeds) for p in done)
+    out.append(Block("p", f"Resolution: with {images} validation images and {n_seeds} seed(s), the 95% intervals "
+                          f"are about ±{float(np.median(widths)):.1f} points wide (median), so smaller "
+                          "differences cannot be told from noise in this study."))
+
+    claims, answers = [], []
+    for p in done:
+        claim = p.claim
+        thesis = ""
+        if p.thesis_delta is not None:
+            claim = _direction(p.thesis_delta)
+            thesis = f"the thesis reports {p.thesis_delta:+.2f} points; "
+        elif claim is not None:
+            thesis = f"the thesis reports {p.variant} {claim} than {p.against}" if claim != "same" else \
+                f"the thesis reports no difference between {p.variant} and {p.against}"
+            thesis += "; "
+        if claim is not None:
+            label = f"{p.question} " if p.question else ""
+            claims.append(f"{label}{thesis}here {_diff_text(p)}: **{_claim_status(claim, p.result.verdict)}**.")
+        elif p.question or res.cfg.experiment(p.variant).stage in ("controls", "future"):
+            answer = {stats.BETTER: f"yes, {p.variant} is better than {p.against}",
+                      stats.WORSE: f"no, {p.variant} is worse than {p.against}",
+                      stats.NOISE: "no evidence of a difference at this sample size"}[p.result.verdict]
+            q = p.question or f"Does {p.variant} differ from {p.against}?"
+            answers.append(f"{q} {_diff_text(p)}: **{answer}**.")
+    if claims:
+        out += [Block("h3", "The thesis's claims"), Block("list", items=claims)]
+    if answers:
+        out += [Block("h3", "What the controls and the new experiments show"), Block("list", items=answers)]
+
+    saliency_pairs = [p for p in done if res.cfg.experiment(p.variant).baseline == p.against]
+    counts = {v: sum(p.result.verdict == v for p in saliency_pairs) for v in (stats.BETTER, stats.WORSE, stats.NOISE)}
+    if saliency_pairs:
+        best = max(saliency_pairs, key=lambda p: p.result.top1.diff)
+        worst = min(saliency_pairs, key=lambda p: p.result.top1.diff)
+        out.append(Block("p", f"Overall, of {len(saliency_pairs)} experiments compared with their baselines, "
+                              f"{counts[stats.BETTER]} are better, {counts[stats.WORSE]} are worse and "
+                              f"{counts[stats.NOISE]} are not distinguishable from noise. The largest gain is "
+                              f"{best.variant} ({_pts(best.result.top1.diff)} points, {best.result.verdict}); "
+                              f"the largest loss is {worst.variant} ({_pts(worst.result.top1.diff)} points, "
+                              f"{worst.result.verdict})."))
+    return out
+
+
+def _method() -> list[Block]:
+    return [Block("h2", "How the statistics are computed"),
+            Block("list", items=[
+                "Every experiment is trained once per seed; a variant and its baseline share seeds and are "
+                "evaluated on the same validation images, so their predictions are compared image by image.",
+                "95% confidence interval of a difference: paired bootstrap. Validation images are resampled "
+                "with replacement (the same images for both runs); with several seeds the seeds are resampled "
+                "too, so the interval also covers run-to-run training noise. Percentile interval.",
+                "McNemar's test on the images only one of the two gets right (pooled over seeds): exact "
+                "binomial test below 25 such images, chi-square with continuity correction above.",
+                "Verdict: better or worse only when the interval excludes zero and McNemar's p is below alpha; "
+                "otherwise not distinguishable from noise."])]
+
+
+# --- rendering -------------------------------------------------------------
+
+def _md_cell(x) -> str:
+    return str(x).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(blocks: list[Block], root: Path) -> str:
+    lines: list[str] = []
+    for b in blocks:
+        if b.kind in ("h1", "h2", "h3"):
+            lines += ["#" * int(b.kind[1]) + " " + b.text, ""]
+        elif b.kind == "p":
+            if b.text:
+                lines += [b.text, ""]
+        elif b.kind == "list":
+            lines += [f"- {item}" for item in b.items] + [""]
+        elif b.kind == "table":
+            lines.append("| " + " | ".join(_md_cell(h) for h in b.header) + " |")
+            lines.append("|" + "|".join("---" for _ in b.header) + "|")
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.items]
+            lines.append("")
+        elif b.kind == "img":
+            lines += [f"![{b.text}]({b.path.relative_to(root).as_posix()})", ""]
+    return "\n".join(lines)
+
+
+def _inline_html(text: str) -> str:
+    t = html.escape(str(text))
+    t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+
+
+def to_html(blocks: list[Block], title: str) -> str:
+    body: list[str] = []
+    for b in blocks:
+        if b.kind in ("h1", "h2", "h3"):
+            body.append(f"<{b.kind}>{_inline_html(b.text)}</{b.kind}>")
+        elif b.kind == "p":
+            if b.text:
+                body.append(f"<p>{_inline_html(b.text)}</p>")
+        elif b.kind == "list":
+            body.append("<ul>" + "".join(f"<li>{_inline_html(i)}</li>" for i in b.items) + "</ul>")
+        elif b.kind == "table":
+            head = "".join(f"<th>{_inline_html(h)}</th>" for h in b.header)
+            rows = "".join("<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>"
+                           for row in b.items)
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif b.kind == "img":
+            data = base64.b64encode(b.path.read_bytes()).decode("ascii")
+            body.append(f'<p><img alt="{html.escape(b.text)}" src="data:image/png;base64,{data}"></p>')
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;line-height:1.4}"
+             "table{border-collapse:collapse;font-size:0.85em;margin:0.5em 0}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f3f3f3}"
+             "img{max-width:100%}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+
+
+def load_study_config(root: Path) -> StudyConfig:
+    path = root / STUDY_YAML
+    if not path.is_file():
+        raise UserError(f"{root}: not a study folder (no {STUDY_YAML}); run `salclass study` first")
+    return load_settings(StudyConfig, path)
+
+
+def build_report(root: str | Path, cfg: StudyConfig | None = None) -> Path:
+    """Write DIR/report.md, DIR/report.html and DIR/figures/*.png; returns the Markdown path."""
+    root = Path(root)
+    cfg = cfg if cfg is not None else load_study_config(root)
+    res = collect(root, cfg)
+    blocks = [Block("h1", f"Study report: {cfg.name}"),
+              Block("p", "Built by `salclass report` from the files in this study folder only.")]
+    blocks += _setup(res)
+    blocks += _results_table(res)
+    blocks += _extra_table(res)
+    blocks += _class_table(res)
+    blocks += _params_table(res.layout)
+    blocks += _figures(res)
+    blocks += _saliency(res)
+    blocks += conclusions(res)
+    blocks += _method()
+    atomic_write_text(res.layout.report_md, to_markdown(blocks, root))
+    atomic_write_text(res.layout.report_html, to_html(blocks, f"Study report: {cfg.name}"))
+    return res.layout.report_md
+
+
+def report_cli(root: str) -> int:
+    path = build_report(Path(root))
+    print(f"report: {path} (and {path.with_suffix('.html').name})")
+    return 0

@@ -1,0 +1,174 @@
+"""Read a study's run folders and compute what the report shows.
+
+Nothing here trains or evaluates: every number comes from files the training
+stage wrote (metrics.jsonl, eval/eval.json, eval/predictions.npz). Accuracies
+are kept in percent from here on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from salclass.errors import UserError
+from salclass.io import read_json
+from salclass.study import stats
+from salclass.study.config import StudyConfig
+from salclass.study.layout import StudyLayout, run_files
+
+
+@dataclass
+class RunRecord:
+    seed: int
+    dir: Path
+    top1: float  # percent, from eval.json
+    top5: float
+    index: np.ndarray  # store rows of the validation images, sorted
+    label: np.ndarray
+    correct1: np.ndarray  # bool, aligned with index
+    correct5: np.ndarray
+    curve: list[tuple[int, float]]  # (epoch, validation top-1 %) from metrics.jsonl
+    class_names: list[str]
+
+
+@dataclass
+class ExperimentResult:
+    name: str
+    runs: dict[int, RunRecord]
+    missing: list[int]  # seeds without a finished, evaluated run
+    top1: stats.Spread | None = None
+    top5: stats.Spread | None = None
+
+
+@dataclass
+class PairResult:
+    variant: str
+    against: str
+    question: str
+    claim: str | None  # direction the thesis reported without numbers
+    seeds: list[int]
+    images: int
+    result: stats.Comparison | None  # None when the two have no finished seed in common
+    thesis_delta: float | None  # thesis top-1 difference in points, when it gives both numbers
+    class_gains: list[dict] = field(default_factory=list)  # most-improved classes, best first
+
+
+@dataclass
+class StudyResults:
+    cfg: StudyConfig
+    layout: StudyLayout
+    experiments: dict[str, ExperimentResult]
+    pairs: list[PairResult]
+
+
+def percent(x: float) -> float:
+    """Accuracies are fractions in the run files; the report speaks in percent."""
+    return 100.0 * float(x)
+
+
+def _curve(path: Path) -> list[tuple[int, float]]:
+    out = []
+    if not path.is_file():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill mid-write says nothing
+        val = row.get("val") or {}
+        if "top1" in val and "epoch" in row:
+            out.append((int(row["epoch"]), percent(val["top1"])))
+    return out
+
+
+def load_run(run_dir: Path, seed: int) -> RunRecord | None:
+    """A finished and evaluated run, or None."""
+    f = run_files(run_dir)
+    if not (f["done"].is_file() and f["eval"].is_file() and f["predictions"].is_file()):
+        return None
+    ev = read_json(f["eval"])
+    try:
+        with np.load(f["predictions"]) as z:
+            index = np.asarray(z["index"], dtype=np.int64)
+            label = np.asarray(z["label"], dtype=np.int64)
+            c1 = np.asarray(z["correct1"], dtype=bool)
+            c5 = np.asarray(z["correct5"], dtype=bool)
+    except (OSError, KeyError, ValueError) as e:
+        raise UserError(f"{f['predictions']}: unreadable predictions ({e})") from None
+    order = np.argsort(index, kind="stable")
+    return RunRecord(seed=seed, dir=run_dir, top1=percent(ev["top1"]), top5=percent(ev["top5"]),
+                     index=index[order], label=label[order], correct1=c1[order], correct5=c5[order],
+                     curve=_curve(f["metrics"]), class_names=_class_names(ev))
+
+
+def _class_names(ev: dict) -> list[str]:
+    per_class = ev.get("per_class") or []
+    return [str(c.get("name") or c.get("wnid") or i) for i, c in enumerate(per_class)]
+
+
+def _stack(recs: list[RunRecord], attr: str) -> np.ndarray:
+    return np.stack([getattr(r, attr) for r in recs])
+
+
+def _class_gains(var: list[RunRecord], base: list[RunRecord], top: int = 3) -> list[dict]:
+    labels = base[0].label
+    names = base[0].class_names or var[0].class_names
+    n_classes = max(int(labels.max()) + 1 if labels.size else 0, len(names))
+    rv, total = stats.per_class_counts(labels, _stack(var, "correct1"), n_classes)
+    rb, _ = stats.per_class_counts(labels, _stack(base, "correct1"), n_classes)
+    rows = []
+    for k in range(n_classes):
+        if total[k] == 0:
+            continue
+        gain = 100.0 * (rv[k] - rb[k]) / total[k]
+        rows.append({"class": k, "name": names[k] if k < len(names) else str(k), "baseline": int(rb[k]),
+                     "variant": int(rv[k]), "total": int(total[k]), "gain": gain})
+    rows.sort(key=lambda r: (-r["gain"], r["class"]))
+    return rows[:top]
+
+
+def collect(root: str | Path, cfg: StudyConfig) -> StudyResults:
+    layout = StudyLayout(root, cfg)
+    exps: dict[str, ExperimentResult] = {}
+    for e in cfg.experiments:
+        runs, missing = {}, []
+        for seed in cfg.seeds:
+            rec = load_run(layout.run(e, seed), seed)
+            if rec is None:
+                missing.append(seed)
+            else:
+                runs[seed] = rec
+        res = ExperimentResult(e.name, runs, missing)
+        if runs:
+            res.top1 = stats.mean_spread([r.top1 for r in runs.values()])
+            res.top5 = stats.mean_spread([r.top5 for r in runs.values()])
+        exps[e.name] = res
+
+    pairs = []
+    for i, pair in enumerate(cfg.pairs()):
+        v, a = pair.variant, pair.against
+        ev, ea = cfg.experiment(v), cfg.experiment(a)
+        thesis_delta = None
+        if ev.thesis.top1 is not None and ea.thesis.top1 is not None:
+            thesis_delta = ev.thesis.top1 - ea.thesis.top1
+        seeds = [s for s in cfg.seeds if s in exps[v].runs and s in exps[a].runs]
+        var = [exps[v].runs[s] for s in seeds]
+        base = [exps[a].runs[s] for s in seeds]
+        for rv, rb in zip(var, base):
+            if not np.array_equal(rv.index, rb.index):
+                raise UserError(f"{rv.dir} and {rb.dir} were evaluated on different images; "
+                                "re-evaluate both on the study's validation store")
+        if not seeds:
+            pairs.append(PairResult(v, a, pair.question, pair.claim, [], 0, None, thesis_delta))
+            continue
+        cmp_ = stats.compare(_stack(var, "correct1"), _stack(base, "correct1"),
+                             _stack(var, "correct5"), _stack(base, "correct5"),
+                             resamples=cfg.bootstrap, seed=i, alpha=cfg.alpha)
+        pairs.append(PairResult(v, a, pair.question, pair.claim, seeds, int(var[0].index.size), cmp_, thesis_delta,
+                                _class_gains(var, base)))
+    return StudyResults(cfg, layout, exps, pairs)

@@ -1,0 +1,144 @@
+"""The study's calls into the other stages, through their public functions only.
+
+Each function here does one step of a study and is a no-op when that step's
+result is already complete in the study folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from salclass.errors import UserError
+from salclass.io import atomic_write_json
+from salclass.study.config import StudyConfig
+from salclass.study.layout import PARAMS_TYPE, StudyLayout, run_files
+from salclass.study.subset import make_subset
+
+Say = Callable[[str], None]
+
+
+def _open(split_dir: Path):
+    from salclass.data import Store
+
+    try:
+        return Store.open(split_dir)
+    except UserError:
+        return None
+
+
+def ensure_store(cfg: StudyConfig, layout: StudyLayout, say: Say) -> None:
+    if cfg.data.store is not None:
+        for split in (layout.train_split, layout.val_split):
+            if _open(split) is None:
+                raise UserError(f"data.store: {split} is not a complete store split (run salclass prepare)")
+        say(f"store: using {layout.store}")
+        return
+    if _open(layout.train_split) is not None and _open(layout.val_split) is not None:
+        say(f"store: {layout.store} is complete, reused")
+        return
+    from salclass.data.prepare import prepare
+
+    src = cfg.data.source
+    if cfg.data.is_subset:
+        src = make_subset(cfg.data, layout.source)
+        say(f"store: packing a subset of {cfg.data.source} (links in {src})")
+    else:
+        say(f"store: packing {src}")
+    for r in prepare(src, layout.store, cfg.data.size, seed=cfg.data.seed, workers=cfg.data.workers):
+        say(f"store: {r['split']}: found {r['found']} = stored {r['stored']} + rejected {r['rejected']}")
+    for split in (layout.train_split, layout.val_split):
+        if _open(split) is None:
+            raise UserError(f"{split}: no such split after packing (the source needs train/ and val/)")
+
+
+def ensure_maps(cfg: StudyConfig, layout: StudyLayout, say: Say) -> None:
+    for split in (layout.train_split, layout.val_split):
+        s = _open(split)
+        if s is not None and s.has_saliency:
+            say(f"saliency: {split} has complete maps ({s.saliency_model}), reused")
+            continue
+        from salclass.saliency.predict import predict_into_store
+
+        say(f"saliency: predicting maps for {split} with {cfg.saliency.model}")
+        predict_into_store(split, model=cfg.saliency.model, batch_size=cfg.saliency.batch_size, overwrite=False)
+
+
+def record_params(cfg: StudyConfig, layout: StudyLayout) -> None:
+    """The parameter counts of the study's networks at its input size and class count."""
+    from salclass.data import default_crop
+    from salclass.models import get_variant
+    from salclass.models.params import BASELINE, params_report
+
+    store = _open(layout.train_split)
+    size = default_crop(cfg.data.size)
+    rep = params_report(size, len(store.classes))
+    used: dict[str, list[str]] = {}
+    for e in cfg.experiments:
+        used.setdefault(get_variant(e.model).name, []).append(e.name)
+    models = {BASELINE: {"total": rep["variants"][BASELINE]["total"], "used_by": used.get(BASELINE, [])}}
+    for name, exps in used.items():
+        models[name] = {"total": rep["variants"][name]["total"], "used_by": exps}
+    atomic_write_json(layout.params, {
+        "type": PARAMS_TYPE, "version": 1, "input_size": size, "num_classes": len(store.classes),
+        "baseline": BASELINE, "models": models, "thesis": rep.get("thesis", []),
+    })
+
+
+def record_saliency_metrics(cfg: StudyConfig, layout: StudyLayout, say: Say) -> None:
+    """Score the saliency model on fixation data once (the table is kept in the study folder)."""
+    if cfg.saliency.eval_data is None or layout.saliency.is_file():
+        return
+    from salclass.study.saliency_eval import score
+
+    say(f"saliency: scoring {cfg.saliency.model} on {cfg.saliency.eval_data} ({cfg.saliency.eval_split})")
+    atomic_write_json(layout.saliency, score(cfg.saliency))
+
+
+# Settings that change only how fast or where a run computes (see salclass.training.config).
+_RUNTIME = {"device", "amp", "channels_last", "compile", "sync_bn", "workers", "threads", "progress", "tensorboard",
+            "out"}
+
+
+def _comparable(d: dict) -> dict:
+    out = {k: v for k, v in d.items() if k not in _RUNTIME}
+    for key in ("store", "init_from"):
+        if out.get(key) is not None:
+            out[key] = str(Path(out[key]).resolve())
+    return out
+
+
+def train_config(settings: dict):
+    from salclass.settings import settings_from_dict
+    from salclass.training import TrainConfig
+
+    return settings_from_dict(TrainConfig, settings)
+
+
+def check_run_settings(run_dir: Path, settings: dict) -> None:
+    """A finished run is reused only if it was trained with these settings (epochs included)."""
+    from salclass.settings import to_dict
+
+    path = run_files(run_dir)["config"]
+    if not path.is_file():
+        raise UserError(f"{run_dir}: finished run without config.yaml; delete the folder to rerun it")
+    saved = _comparable(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    now = _comparable(to_dict(train_config(settings)))
+    for key in sorted(set(saved) | set(now)):
+        if saved.get(key) != now.get(key):
+            raise UserError(f"{run_dir}: was trained with other settings ({key}: {saved.get(key)!r} there, "
+                            f"{now.get(key)!r} now); delete that run folder or use another --out")
+
+
+def train(settings: dict) -> None:
+    from salclass.training import train as train_run
+
+    train_run(train_config(settings), resume=True)
+
+
+def evaluate(run_dir: Path, val_split: Path, device: str = "auto") -> None:
+    from salclass.training import evaluate_run
+
+    evaluate_run(run_dir, val_split, device=device)
