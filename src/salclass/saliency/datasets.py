@@ -165,6 +165,19 @@ class FixationDataset:
     def fixations(self, i: int) -> Fixations:
         raise NotImplementedError
 
+    def fixation_points(self, i: int, shape: tuple[int, int] | None = None,
+                        subjects: list[int] | np.ndarray | None = None) -> np.ndarray:
+        """int64 (K, 2) 0-based pixel coordinates (x, y) = (column, row) of every
+        fixation in a map of `shape` (default: the image's size); the form the
+        metrics take. A pixel fixated twice appears twice."""
+        native = self.image_size(i)
+        shape = native if shape is None else tuple(shape)
+        fx = self.fixations(i)
+        if subjects is not None:
+            fx = fx.of_subjects(subjects)
+        rows, cols = fx.pixels(shape, native)
+        return np.stack([cols, rows], axis=1)
+
     def fixation_counts(self, i: int, shape: tuple[int, int] | None = None,
                         subjects: list[int] | np.ndarray | None = None) -> np.ndarray:
         """int32 (h, w): how many fixations fall on each pixel."""

@@ -1,0 +1,52 @@
+"""Saliency models by name: `@register("name")` on a SaliencyModel subclass,
+`create(name, **settings)` to build one."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from salclass.errors import UserError
+from salclass.saliency.models.base import SaliencyModel
+
+_REGISTRY: dict[str, type[SaliencyModel]] = {}
+
+
+def register(name: str) -> Callable[[type[SaliencyModel]], type[SaliencyModel]]:
+    def deco(cls: type[SaliencyModel]) -> type[SaliencyModel]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise RuntimeError(f"saliency model '{name}' registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def _load_families() -> None:
+    # Importing a family module runs its @register decorators.
+    from salclass.saliency.models import baselines, fcn, salnet  # noqa: F401
+
+
+def list_models() -> list[str]:
+    _load_families()
+    return sorted(_REGISTRY)
+
+
+def model_class(name: str) -> type[SaliencyModel]:
+    _load_families()
+    if name not in _REGISTRY:
+        raise UserError(f"unknown saliency model '{name}' (known: {', '.join(sorted(_REGISTRY))})")
+    return _REGISTRY[name]
+
+
+def describe_models() -> list[tuple[str, str]]:
+    _load_families()
+    return [(n, (c.__doc__ or "").strip().splitlines()[0]) for n, c in sorted(_REGISTRY.items())]
+
+
+def create(name: str, **settings) -> SaliencyModel:
+    cls = model_class(name)
+    try:
+        return cls(**settings)
+    except TypeError as e:
+        raise UserError(f"saliency model '{name}': bad settings ({e})") from None

@@ -1,0 +1,307 @@
+"""Train a saliency model on eye-fixation data.
+
+`salclass saliency train --data DIR --model NAME --out RUN` loads the
+training and validation images of the fixed split into memory once (resized to
+the model's input size, with their ground-truth densities), then trains with
+random zoom/shift/flip (applied to image and map alike) and colour jitter.
+
+RUN holds `config.yaml` (resolved settings), `metrics.jsonl` (one line per
+epoch), `checkpoint.pt` (the latest epoch with optimizer, scheduler and RNG
+state, written atomically, for --resume), `best.pt` (the model of the epoch
+with the best validation score, loadable by `load_predictor`) and `done.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from salclass.errors import UserError
+from salclass.io import atomic_torch_save, atomic_write_json, load_checkpoint
+from salclass.saliency.datasets import FixationDataset, open_fixation_data
+from salclass.saliency.models import CHECKPOINT_TYPE, create, model_checkpoint
+from salclass.saliency.models.base import SaliencyModel, to_input
+from salclass.settings import load_settings, save_settings, to_dict
+
+RUN_CHECKPOINT_TYPE = "salclass.saliency_run"
+
+
+@dataclass
+class Augment:
+    flip: bool = True
+    min_scale: float = 0.8        # zoom in to a crop of at least this fraction of each side
+    brightness: float = 0.3       # factor drawn from [1 - b, 1 + b]
+    contrast: float = 0.3
+    saturation: float = 0.3
+    grayscale: float = 0.1        # probability
+
+    def __post_init__(self):
+        if not 0.1 <= self.min_scale <= 1.0:
+            raise ValueError(f"augment.min_scale must be in [0.1, 1], got {self.min_scale}")
+        for k in ("brightness", "contrast", "saturation", "grayscale"):
+            if not 0.0 <= getattr(self, k) <= 1.0:
+                raise ValueError(f"augment.{k} must be in [0, 1], got {getattr(self, k)}")
+
+
+@dataclass
+class SaliencyTrainConfig:
+    data: Path
+    model: str
+    out: Path
+    model_settings: dict = field(default_factory=dict)
+    epochs: int = 40
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 2
+    seed: int = 0
+    threads: int = 1   # on a shared 2-core machine one thread is faster than two fighting for it
+    select_by: Literal["loss", "nss", "cc", "auc_judd"] = "nss"
+    augment: Augment = field(default_factory=Augment)
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+
+
+@dataclass
+class _Split:
+    images: torch.Tensor      # uint8 (N, h, w, 3)
+    density: torch.Tensor     # float32 (N, 1, h, w), each summing to 1
+
+
+@dataclass
+class _Truth:
+    """Validation ground truth at each image's own resolution, for the metrics."""
+    density: list[np.ndarray]
+    points: list[np.ndarray]
+
+
+def _training_size(model: SaliencyModel, ds: FixationDataset) -> tuple[int, int]:
+    """One input size for the whole set: the model's size for the commonest image size."""
+    sizes = Counter(ds.image_size(i) for i in range(len(ds)))
+    (h, w), _ = sizes.most_common(1)[0]
+    return model.input_size(h, w)
+
+
+def _preload(ds: FixationDataset, size: tuple[int, int], what: str) -> _Split:
+    imgs = torch.empty((len(ds), size[0], size[1], 3), dtype=torch.uint8)
+    dens = torch.empty((len(ds), 1, size[0], size[1]), dtype=torch.float32)
+    for i in tqdm(range(len(ds)), desc=f"loading {what}", unit="img", leave=False):
+        x = to_input(ds.image(i)[None], size)
+        imgs[i] = (x[0].permute(1, 2, 0) * 255.0).round_().to(torch.uint8)
+        d = torch.from_numpy(ds.density(i, size)).double()
+        dens[i, 0] = (d / d.sum().clamp_min(1e-12)).float()
+    return _Split(imgs, dens)
+
+
+def _truth(ds: FixationDataset) -> _Truth:
+    return _Truth([ds.density(i) for i in range(len(ds))], [ds.fixation_points(i) for i in range(len(ds))])
+
+
+def _augment(x: torch.Tensor, dens: torch.Tensor, aug: Augment, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same random zoom, shift and flip for image and density; colour jitter on the image."""
+    b = x.shape[0]
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(b, generator=gen)
+
+    s = uniform(aug.min_scale, 1.0)
+    tx = (1 - s) * uniform(-1.0, 1.0)
+    ty = (1 - s) * uniform(-1.0, 1.0)
+    flip = torch.where(torch.rand(b, generator=gen) < (0.5 if aug.flip else 0.0), -1.0, 1.0)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = s * flip
+    theta[:, 0, 2] = tx
+    theta[:, 1, 1] = s
+    theta[:, 1, 2] = ty
+    both = torch.cat([x, dens], dim=1)
+    grid = F.affine_grid(theta, list(both.shape), align_corners=False)
+    both = F.grid_sample(both, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x, dens = both[:, :3], both[:, 3:]
+
+    view = (b, 1, 1, 1)
+    x = x * uniform(1 - aug.brightness, 1 + aug.brightness).view(view)
+    gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    mean = gray.mean(dim=(2, 3), keepdim=True)
+    x = (x - mean) * uniform(1 - aug.contrast, 1 + aug.contrast).view(view) + mean
+    gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    sat = uniform(1 - aug.saturation, 1 + aug.saturation)
+    sat = torch.where(torch.rand(b, generator=gen) < aug.grayscale, torch.zeros_like(sat), sat)
+    x = gray + (x - gray) * sat.view(view)
+    return x.clamp_(0.0, 1.0), dens
+
+
+def _target(dens: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    t = F.interpolate(dens, size=size, mode="area")[:, 0]
+    return t / t.flatten(1).sum(1).clamp_min(1e-12).view(-1, 1, 1)
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _validate(model: SaliencyModel, split: _Split, truth: _Truth, batch_size: int) -> dict:
+    from salclass.saliency import metrics
+
+    model.eval()
+    losses, nss, cc, auc = [], [], [], []
+    with torch.inference_mode():
+        for start in range(0, len(truth.points), batch_size):
+            imgs = split.images[start:start + batch_size]
+            x = imgs.permute(0, 3, 1, 2).float().div_(255.0)
+            out = model(x)
+            target = _target(split.density[start:start + batch_size], model.target_size(*x.shape[-2:]))
+            losses.append(float(model.loss(out, target)) * len(x))
+            maps = model.raw(x).unsqueeze(1)
+            for j in range(len(x)):
+                gt, fix = truth.density[start + j], truth.points[start + j]
+                m = F.interpolate(maps[j:j + 1], size=gt.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
+                nss.append(metrics.nss(m, fix))
+                cc.append(metrics.cc(m, gt))
+                auc.append(metrics.auc_judd(m, fix))
+    n = len(truth.points)
+    return {"loss": sum(losses) / n, "nss": float(np.mean(nss)), "cc": float(np.mean(cc)),
+            "auc_judd": float(np.mean(auc))}
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].copy(), "augment": gen.get_state()}
+
+
+def train(cfg: SaliencyTrainConfig, resume: bool = False) -> Path:
+    """Train `cfg.model` on `cfg.data`; returns the run folder."""
+    out = Path(cfg.out)
+    ckpt_path = out / "checkpoint.pt"
+    if resume:
+        if not ckpt_path.is_file():
+            raise UserError(f"{out}: nothing to resume (no checkpoint.pt)")
+    elif (out / "config.yaml").exists():
+        raise UserError(f"{out}: already holds a run (use --resume to continue it, or another --out)")
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+
+    model = create(cfg.model, **cfg.model_settings)
+    if not model.trainable:
+        raise UserError(f"saliency model '{cfg.model}' has no weights to train")
+    ds = open_fixation_data(cfg.data)
+    train_ds, val_ds = ds.split("train"), ds.split("val")
+    size = _training_size(model, train_ds)
+    target_size = model.target_size(*size)
+
+    out.mkdir(parents=True, exist_ok=True)
+    save_settings(cfg, out / "config.yaml")
+    train_split = _preload(train_ds, size, "train")
+    val_split = _preload(val_ds, size, "val")
+    val_truth = _truth(val_ds)
+
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: _lr_factor(step, total, cfg.warmup_epochs * steps_per_epoch))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    start_epoch, best = 0, None
+    if resume:
+        state = load_checkpoint(ckpt_path, RUN_CHECKPOINT_TYPE)
+        if state["architecture"] != cfg.model or state["settings"] != model.settings():
+            raise UserError(f"{ckpt_path}: was trained as '{state['architecture']}' {state['settings']}, "
+                            f"the config asks for '{cfg.model}' {model.settings()}")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np_state = list(np.random.get_state())
+        np_state[1] = state["rng"]["numpy"]
+        np.random.set_state(tuple(np_state))
+        gen.set_state(state["rng"]["augment"])
+        start_epoch, best = state["epoch"] + 1, state["best"]
+        _truncate_metrics(out / "metrics.jsonl", start_epoch)
+
+    higher_better = cfg.select_by != "loss"
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.time()
+        model.train()
+        perm = torch.randperm(len(train_ds), generator=gen)
+        total_loss = 0.0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
+        for step in bar:
+            idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            x = train_split.images[idx].permute(0, 3, 1, 2).float().div_(255.0)
+            x, dens = _augment(x, train_split.density[idx], cfg.augment, gen)
+            loss = model.loss(model(x), _target(dens, target_size))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total_loss += float(loss) * len(idx)
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+        train_seconds = time.time() - t0
+        val = _validate(model, val_split, val_truth, cfg.batch_size)
+        record = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
+                  "train": {"loss": total_loss / len(train_ds), "seconds": round(train_seconds, 2)},
+                  "val": val, "seconds": round(time.time() - t0, 2)}
+        score = val[cfg.select_by]
+        if best is None or (score > best["score"] if higher_better else score < best["score"]):
+            best = {"epoch": epoch + 1, "score": score, "select_by": cfg.select_by, "val": val}
+            atomic_torch_save(model_checkpoint(model, extra={"epoch": epoch + 1, "val": val,
+                                                             "config": to_dict(cfg)}), out / "best.pt")
+        atomic_torch_save({
+            "type": RUN_CHECKPOINT_TYPE, "version": 1, "architecture": cfg.model, "settings": model.settings(),
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "rng": _rng_state(gen), "epoch": epoch, "best": best, "config": to_dict(cfg),
+        }, ckpt_path)
+        with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        tqdm.write(f"epoch {epoch + 1}: train loss {record['train']['loss']:.4f}  val loss {val['loss']:.4f}  "
+                   f"NSS {val['nss']:.3f}  CC {val['cc']:.3f}  AUC-Judd {val['auc_judd']:.3f}  "
+                   f"({record['seconds']:.0f} s)")
+    atomic_write_json(out / "done.json", {"epochs": cfg.epochs, "best": best})
+    return out
+
+
+def _truncate_metrics(path: Path, epochs_kept: int) -> None:
+    """Drop metric lines of epochs after the resumed checkpoint (a crash may
+    have logged an epoch whose checkpoint was never written)."""
+    if not path.is_file():
+        return
+    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    kept = [ln for ln in lines if json.loads(ln)["epoch"] <= epochs_kept]
+    path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
+
+
+def train_cli(data: str, model: str, out: str, config: str | None, sets: list[str], resume: bool) -> int:
+    overrides = [f"data={data}", f"model={model}", f"out={out}", *sets]
+    if config is None and resume and (Path(out) / "config.yaml").is_file():
+        config = str(Path(out) / "config.yaml")
+    cfg = load_settings(SaliencyTrainConfig, config, overrides)
+    run = train(cfg, resume=resume)
+    best = json.loads((run / "done.json").read_text(encoding="utf-8"))["best"]
+    print(f"{run}: best epoch {best['epoch']} ({best['select_by']} {best['score']:.4f}), model in {run / 'best.pt'}")
+    return 0
+
+
+__all__ = ["Augment", "SaliencyTrainConfig", "train", "train_cli"]
