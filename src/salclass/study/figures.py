@@ -39,6 +39,9 @@ def curves(res: StudyResults, names: list[str], title: str, out: Path) -> bool:
     if not plotted:
         plt.close(fig)
         return False
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation top-1 (%)")
     ax.set_title(title, fontsize=10)

@@ -129,6 +129,9 @@ def _results_table(res: StudyResults) -> list[Block]:
                          _p(cmp_.mcnemar.p) if cmp_ else "", cmp_.verdict if cmp_ else "",
                          _thesis(e.thesis.top1), _thesis(e.thesis.top5)])
         out += [Block("h3", title), Block("table", header=header, items=rows)]
+        described = [f"{e.name}: {e.description}" for e in exps if e.description]
+        if described:
+            out.append(Block("p", "; ".join(described) + "."))
     return out
 
 
@@ -178,12 +181,23 @@ def _params_table(layout: StudyLayout) -> list[Block]:
     rows = []
     for name, m in data["models"].items():
         delta = "" if base is None else f"{m['total'] - base:+,}"
-        rows.append([name, ", ".join(m.get("used_by", [])), f"{m['total']:,}", delta, m.get("note", "")])
-    return [Block("h2", "Parameters"),
-            Block("p", f"Trainable parameters of every network in the study at {data['input_size']} px input "
-                       f"with {data['num_classes']} classes (from salclass.models), and the difference to "
-                       f"{data.get('baseline', 'the baseline')}."),
-            Block("table", header=["Model", "Experiments", "Parameters", "Δ vs baseline", "Note"], items=rows)]
+        rows.append([name, ", ".join(m.get("used_by", [])), f"{m['total']:,}", delta, m.get("description", "")])
+    out = [Block("h2", "Parameters"),
+           Block("p", f"Trainable parameters (weights, biases, batch-norm scale and shift) of every network in "
+                      f"the study at {data['input_size']} px input with {data['num_classes']} classes, from "
+                      f"salclass.models, and the difference to {data.get('baseline', 'the baseline')}."),
+           Block("table", header=["Model", "Experiments", "Parameters", "Δ vs baseline", "Network"], items=rows)]
+    claims = data.get("thesis") or []
+    if claims:
+        out += [Block("p", "The figures the thesis states (section 3.6) beside the count of these networks:"),
+                Block("table", header=["Thesis figure", "Stated", "Counted", "Same", "Why"],
+                      items=[[c["claim"], _num(c["stated"]), _num(c["actual"]), "yes" if c["matches"] else "no",
+                              c["why"]] for c in claims])]
+    return out
+
+
+def _num(v) -> str:
+    return f"{v:,}" if isinstance(v, int) else str(v)
 
 
 def _figures(res: StudyResults) -> list[Block]:
@@ -236,6 +250,7 @@ def _metric(v) -> str:
 
 
 def _example_grid(res: StudyResults) -> Path | None:
+    """The first validation images of each class in turn, so every class shows up."""
     from salclass.data import Store
 
     try:
@@ -244,11 +259,18 @@ def _example_grid(res: StudyResults) -> Path | None:
         return None
     if not s.has_saliency or s.count == 0:
         return None
-    n = min(res.cfg.examples, s.count)
+    labels = np.asarray(s.labels)
+    per_class = [list(np.flatnonzero(labels == k)) for k in range(len(s.classes))]
+    rows: list[int] = []
+    while len(rows) < min(res.cfg.examples, s.count):
+        for idx in per_class:
+            if idx and len(rows) < res.cfg.examples:
+                rows.append(int(idx.pop(0)))
+    rows.sort()
     names = [name for _, name in s.classes]
-    titles = [names[int(s.labels[i])][:18] for i in range(n)]
+    titles = [names[int(labels[i])][:18] for i in rows]
     path = res.layout.figures / "examples.png"
-    example_grid(np.asarray(s.images[:n]), np.asarray(s.saliency[:n]), titles, path)
+    example_grid(np.asarray(s.images[rows]), np.asarray(s.saliency[rows]), titles, path)
     return path
 
 
@@ -294,17 +316,17 @@ def conclusions(res: StudyResults) -> list[Block]:
     claims, answers = [], []
     for p in done:
         claim = p.claim
-        thesis = ""
         if p.thesis_delta is not None:
             claim = _direction(p.thesis_delta)
-            thesis = f"the thesis reports {p.thesis_delta:+.2f} points; "
-        elif claim is not None:
-            thesis = f"the thesis reports {p.variant} {claim} than {p.against}" if claim != "same" else \
-                f"the thesis reports no difference between {p.variant} and {p.against}"
-            thesis += "; "
+            thesis = f"the thesis reports {p.thesis_delta:+.2f} points top-1"
+        elif claim == "same":
+            thesis = "the thesis reports no difference"
+        else:
+            thesis = f"the thesis reports {p.variant} {claim} than {p.against}"
         if claim is not None:
             label = f"{p.question} " if p.question else ""
-            claims.append(f"{label}{thesis}here {_diff_text(p)}: **{_claim_status(claim, p.result.verdict)}**.")
+            claims.append(f"{label}{p.variant} vs {p.against}: {thesis}; here {_diff_text(p)}: "
+                          f"**{_claim_status(claim, p.result.verdict)}**.")
         elif p.question or res.cfg.experiment(p.variant).stage in ("controls", "future"):
             answer = {stats.BETTER: f"yes, {p.variant} is better than {p.against}",
                       stats.WORSE: f"no, {p.variant} is worse than {p.against}",
@@ -321,13 +343,32 @@ def conclusions(res: StudyResults) -> list[Block]:
     if saliency_pairs:
         best = max(saliency_pairs, key=lambda p: p.result.top1.diff)
         worst = min(saliency_pairs, key=lambda p: p.result.top1.diff)
-        out.append(Block("p", f"Overall, of {len(saliency_pairs)} experiments compared with their baselines, "
-                              f"{counts[stats.BETTER]} are better, {counts[stats.WORSE]} are worse and "
-                              f"{counts[stats.NOISE]} are not distinguishable from noise. The largest gain is "
-                              f"{best.variant} ({_pts(best.result.top1.diff)} points, {best.result.verdict}); "
-                              f"the largest loss is {worst.variant} ({_pts(worst.result.top1.diff)} points, "
-                              f"{worst.result.verdict})."))
+        text = (f"Overall, of {len(saliency_pairs)} experiments compared with their baselines, "
+                f"{counts[stats.BETTER]} are better, {counts[stats.WORSE]} are worse and "
+                f"{counts[stats.NOISE]} are not distinguishable from noise.")
+        if best.result.top1.diff > 0:
+            text += (f" The largest gain is {best.variant} over {best.against} "
+                     f"({_pts(best.result.top1.diff)} points, {best.result.verdict}).")
+        if worst.result.top1.diff < 0:
+            text += (f" The largest loss is {worst.variant} against {worst.against} "
+                     f"({_pts(worst.result.top1.diff)} points, {worst.result.verdict}).")
+        out.append(Block("p", text))
+    out += _params_conclusion(res.layout)
     return out
+
+
+def _params_conclusion(layout: StudyLayout) -> list[Block]:
+    if not layout.params.is_file():
+        return []
+    claims = read_json(layout.params).get("thesis") or []
+    wrong = [c for c in claims if not c["matches"]]
+    if not claims:
+        return []
+    text = f"Of the thesis's {len(claims)} parameter figures, {len(claims) - len(wrong)} match the networks built here"
+    if wrong:
+        text += "; these do not: " + "; ".join(f"{c['claim']} (stated {_num(c['stated'])}, counted "
+                                                f"{_num(c['actual'])})" for c in wrong)
+    return [Block("p", text + ".")]
 
 
 def _method() -> list[Block]:

@@ -89,9 +89,8 @@ def run_experiments(cfg: StudyConfig, layout: StudyLayout) -> None:
             parent = run_files(layout.run(cfg.experiment(e.init_from), seed))
             if not parent["done"].is_file():
                 raise UserError(f"{e.name} seed {seed} starts from {e.init_from}, whose run did not finish")
+        # An unfinished run resumes; training itself refuses a checkpoint made with other settings.
         resume = files["checkpoint"].is_file()
-        if resume:
-            stages.check_run_settings(run_dir, settings)
         prog.line(f"{e.name} seed {seed} ({e.stage}): {'resuming' if resume else 'training'} {e.model}")
         stages.train(settings)
         stages.evaluate(run_dir, layout.val_split, settings.get("device", "auto"))

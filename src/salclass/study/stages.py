@@ -55,13 +55,14 @@ def ensure_store(cfg: StudyConfig, layout: StudyLayout, say: Say) -> None:
 
 
 def ensure_maps(cfg: StudyConfig, layout: StudyLayout, say: Say) -> None:
+    from salclass.saliency.predict import model_identity, predict_into_store
+
+    identity = model_identity(cfg.saliency.model)
     for split in (layout.train_split, layout.val_split):
         s = _open(split)
-        if s is not None and s.has_saliency:
-            say(f"saliency: {split} has complete maps ({s.saliency_model}), reused")
+        if s is not None and s.has_saliency and s.saliency_model == identity:
+            say(f"saliency: {split} has complete maps of {identity}, reused")
             continue
-        from salclass.saliency.predict import predict_into_store
-
         say(f"saliency: predicting maps for {split} with {cfg.saliency.model}")
         predict_into_store(split, model=cfg.saliency.model, batch_size=cfg.saliency.batch_size, overwrite=False)
 
@@ -69,7 +70,7 @@ def ensure_maps(cfg: StudyConfig, layout: StudyLayout, say: Say) -> None:
 def record_params(cfg: StudyConfig, layout: StudyLayout) -> None:
     """The parameter counts of the study's networks at its input size and class count."""
     from salclass.data import default_crop
-    from salclass.models import get_variant
+    from salclass.models import describe_models, get_variant
     from salclass.models.params import BASELINE, params_report
 
     store = _open(layout.train_split)
@@ -78,9 +79,11 @@ def record_params(cfg: StudyConfig, layout: StudyLayout) -> None:
     used: dict[str, list[str]] = {}
     for e in cfg.experiments:
         used.setdefault(get_variant(e.model).name, []).append(e.name)
-    models = {BASELINE: {"total": rep["variants"][BASELINE]["total"], "used_by": used.get(BASELINE, [])}}
-    for name, exps in used.items():
-        models[name] = {"total": rep["variants"][name]["total"], "used_by": exps}
+    about = dict(describe_models())
+    models = {}
+    for name in [BASELINE] + [n for n in used if n != BASELINE]:
+        models[name] = {"total": rep["variants"][name]["total"], "used_by": used.get(name, []),
+                        "description": about.get(name, "")}
     atomic_write_json(layout.params, {
         "type": PARAMS_TYPE, "version": 1, "input_size": size, "num_classes": len(store.classes),
         "baseline": BASELINE, "models": models, "thesis": rep.get("thesis", []),
@@ -103,10 +106,15 @@ _RUNTIME = {"device", "amp", "channels_last", "compile", "sync_bn", "workers", "
 
 
 def _comparable(d: dict) -> dict:
+    """Settings that decide what a run computes. Paths inside the study folder are taken
+    relative to it (found from the run's own folder, DIR/runs/<experiment>/seed<k>), so a
+    finished study can be moved."""
+    root = Path(d["out"]).resolve().parents[2] if d.get("out") else None
     out = {k: v for k, v in d.items() if k not in _RUNTIME}
     for key in ("store", "init_from"):
         if out.get(key) is not None:
-            out[key] = str(Path(out[key]).resolve())
+            p = Path(out[key]).resolve()
+            out[key] = str(p.relative_to(root)) if root is not None and p.is_relative_to(root) else str(p)
     return out
 
 
