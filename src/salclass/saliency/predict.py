@@ -43,7 +43,10 @@ def model_identity(name_or_ckpt: str | Path) -> str:
         if path.is_dir():
             path = path / "best.pt"
         if not path.is_file():
-            return text
+            if shipped_weights(text).is_file():
+                path = shipped_weights(text)
+            else:
+                return text
     return f"{path.name} sha256:{_sha256(path)[:16]}"
 
 

@@ -92,7 +92,7 @@ class _Split:
 class _Truth:
     """Validation ground truth at each image's own resolution, for the metrics."""
     density: list[np.ndarray]
-    points: list[np.ndarray]
+    points: list[np.ndarray] | None   # None where the data has maps but no fixation points
 
 
 def _training_size(model: SaliencyModel, ds: FixationDataset) -> tuple[int, int]:
@@ -114,7 +114,8 @@ def _preload(ds: FixationDataset, size: tuple[int, int], what: str) -> _Split:
 
 
 def _truth(ds: FixationDataset) -> _Truth:
-    return _Truth([ds.density(i) for i in range(len(ds))], [ds.fixation_points(i) for i in range(len(ds))])
+    points = [ds.fixation_points(i) for i in range(len(ds))] if ds.has_fixations else None
+    return _Truth([ds.density(i) for i in range(len(ds))], points)
 
 
 def _augment(x: torch.Tensor, dens: torch.Tensor, aug: Augment, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,7 +170,7 @@ def _validate(model: SaliencyModel, split: _Split, truth: _Truth, batch_size: in
     model.eval()
     losses, nss, cc, auc = [], [], [], []
     with torch.inference_mode():
-        for start in range(0, len(truth.points), batch_size):
+        for start in range(0, len(truth.density), batch_size):
             imgs = split.images[start:start + batch_size]
             x = imgs.permute(0, 3, 1, 2).float().div_(255.0)
             out = model(x)
@@ -177,18 +178,21 @@ def _validate(model: SaliencyModel, split: _Split, truth: _Truth, batch_size: in
             losses.append(float(model.loss(out, target)) * len(x))
             maps = model.raw(x).unsqueeze(1)
             for j in range(len(x)):
-                gt, fix = truth.density[start + j], truth.points[start + j]
+                gt = truth.density[start + j]
                 m = F.interpolate(maps[j:j + 1], size=gt.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
-                nss.append(metrics.nss(m, fix))
                 cc.append(metrics.cc(m, gt))
-                auc.append(metrics.auc_judd(m, fix))
-    n = len(truth.points)
-    return {"loss": sum(losses) / n, "nss": float(np.mean(nss)), "cc": float(np.mean(cc)),
-            "auc_judd": float(np.mean(auc))}
+                if truth.points is not None:
+                    nss.append(metrics.nss(m, truth.points[start + j]))
+                    auc.append(metrics.auc_judd(m, truth.points[start + j]))
+    out = {"loss": sum(losses) / len(truth.density), "cc": float(np.mean(cc))}
+    if truth.points is not None:
+        out.update(nss=float(np.mean(nss)), auc_judd=float(np.mean(auc)))
+    return out
 
 
 def _rng_state(gen: torch.Generator) -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].copy(), "augment": gen.get_state()}
+    # All randomness of training comes from torch (initialisation, order, augmentation).
+    return {"torch": torch.get_rng_state(), "augment": gen.get_state()}
 
 
 def train(cfg: SaliencyTrainConfig, resume: bool = False) -> Path:
@@ -202,13 +206,15 @@ def train(cfg: SaliencyTrainConfig, resume: bool = False) -> Path:
         raise UserError(f"{out}: already holds a run (use --resume to continue it, or another --out)")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
 
     model = create(cfg.model, **cfg.model_settings)
     if not model.trainable:
         raise UserError(f"saliency model '{cfg.model}' has no weights to train")
     ds = open_fixation_data(cfg.data)
     train_ds, val_ds = ds.split("train"), ds.split("val")
+    if cfg.select_by in ("nss", "auc_judd") and not ds.has_fixations:
+        raise UserError(f"{cfg.data}: has no fixation points, so select_by={cfg.select_by} is impossible "
+                        "(use cc or loss)")
     size = _training_size(model, train_ds)
     target_size = model.target_size(*size)
 
@@ -234,9 +240,6 @@ def train(cfg: SaliencyTrainConfig, resume: bool = False) -> Path:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["torch"])
-        np_state = list(np.random.get_state())
-        np_state[1] = state["rng"]["numpy"]
-        np.random.set_state(tuple(np_state))
         gen.set_state(state["rng"]["augment"])
         start_epoch, best = state["epoch"] + 1, state["best"]
         _truncate_metrics(out / "metrics.jsonl", start_epoch)
@@ -257,8 +260,8 @@ def train(cfg: SaliencyTrainConfig, resume: bool = False) -> Path:
             loss.backward()
             opt.step()
             sched.step()
-            total_loss += float(loss) * len(idx)
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            total_loss += loss.item() * len(idx)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
         train_seconds = time.time() - t0
         val = _validate(model, val_split, val_truth, cfg.batch_size)
         record = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
@@ -276,8 +279,8 @@ def train(cfg: SaliencyTrainConfig, resume: bool = False) -> Path:
         }, ckpt_path)
         with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        tqdm.write(f"epoch {epoch + 1}: train loss {record['train']['loss']:.4f}  val loss {val['loss']:.4f}  "
-                   f"NSS {val['nss']:.3f}  CC {val['cc']:.3f}  AUC-Judd {val['auc_judd']:.3f}  "
+        scores = "  ".join(f"{k} {v:.4f}" for k, v in val.items())
+        tqdm.write(f"epoch {epoch + 1}: train loss {record['train']['loss']:.4f}  val {scores}  "
                    f"({record['seconds']:.0f} s)")
     atomic_write_json(out / "done.json", {"epochs": cfg.epochs, "best": best})
     return out

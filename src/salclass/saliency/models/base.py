@@ -51,7 +51,8 @@ def area_preserving_size(height: int, width: int, area: int, multiple: int) -> t
 def to_input(images: np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float (B, 3, h, w) in [0, 1], antialiased resize.
     Training and prediction both use this, so the model sees the same pixels."""
-    x = torch.as_tensor(np.ascontiguousarray(images) if isinstance(images, np.ndarray) else images)
+    # A copy: store images are read-only memory maps, which torch will not wrap.
+    x = torch.tensor(images) if isinstance(images, np.ndarray) else images
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
     if tuple(x.shape[-2:]) != tuple(size):
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0.0, 1.0)

@@ -1,0 +1,83 @@
+"""Saliency training: runs end to end on a small folder dataset, resumes exactly, rejects bad settings."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from salclass.errors import UserError
+from salclass.saliency import load_predictor
+from salclass.saliency.training import SaliencyTrainConfig, train
+from salclass.settings import load_settings
+
+
+def _data(root, n=16, fixations=True):
+    """Images with one bright blob each, a ground-truth map that marks the blob,
+    and (optionally) fixation points on it."""
+    rng = np.random.default_rng(0)
+    for sub in ("images", "maps") + (("fixations",) if fixations else ()):
+        (root / sub).mkdir(parents=True)
+    for i in range(n):
+        img = rng.integers(40, 90, (48, 64, 3), dtype=np.uint8)
+        y, x = rng.integers(8, 40), rng.integers(8, 56)
+        img[y - 4:y + 4, x - 4:x + 4] = 240
+        m = np.zeros((48, 64), np.uint8)
+        m[y - 3:y + 3, x - 3:x + 3] = 255
+        Image.fromarray(img).save(root / "images" / f"{i:03d}.png")
+        Image.fromarray(m).save(root / "maps" / f"{i:03d}.png")
+        if fixations:
+            np.save(root / "fixations" / f"{i:03d}.npy", np.array([[x, y], [x - 1, y + 1], [5, 5]], np.float64))
+    return root
+
+
+def _cfg(data, out, *sets):
+    base = [f"data={data}", "model=fcn", f"out={out}", "model_settings={width: 8, area: 3072}",
+            "batch_size=4", "epochs=2", "warmup_epochs=1", "select_by=cc"]
+    return load_settings(SaliencyTrainConfig, None, base + list(sets))
+
+
+def test_train_writes_a_run_and_resumes_to_the_same_weights(tmp_path):
+    data = _data(tmp_path / "data")
+    full = train(_cfg(data, tmp_path / "full"))
+    lines = [json.loads(ln) for ln in (full / "metrics.jsonl").read_text().splitlines()]
+    assert [ln["epoch"] for ln in lines] == [1, 2]
+    for key in ("loss", "nss", "cc", "auc_judd"):
+        assert np.isfinite(lines[-1]["val"][key])
+    assert (full / "config.yaml").is_file() and (full / "done.json").is_file()
+    maps = load_predictor(full / "best.pt").predict(np.zeros((1, 48, 64, 3), np.uint8))
+    assert maps.shape == (1, 48, 64)
+
+    part = train(_cfg(data, tmp_path / "part", "epochs=1"))
+    with pytest.raises(UserError, match="already holds a run"):
+        train(_cfg(data, part, "epochs=2"))
+    train(_cfg(data, part, "epochs=2"), resume=True)
+    a = torch.load(full / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(part / "checkpoint.pt", weights_only=True)["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert (part / "metrics.jsonl").read_text().count("\n") == 2
+
+
+def test_cli_train_and_bad_settings(tmp_path, run_cli):
+    data = _data(tmp_path / "data")
+    code, out, err = run_cli("saliency", "train", "--data", data, "--model", "fcn", "--out", tmp_path / "run",
+                             "--set", "model_settings={width: 8, area: 3072}", "--set", "epochs=1",
+                             "--set", "batch_size=8")
+    assert code == 0, err
+    assert "best epoch 1" in out
+    code, _, err = run_cli("saliency", "train", "--data", data, "--model", "fcn", "--out", tmp_path / "r2",
+                           "--set", "epochs=0")
+    assert code == 2 and "epochs must be at least 1" in err
+    code, _, err = run_cli("saliency", "train", "--data", data, "--model", "centre_bias", "--out", tmp_path / "r3")
+    assert code == 2 and "no weights to train" in err
+    code, _, err = run_cli("saliency", "train", "--data", tmp_path / "none", "--model", "fcn", "--out", tmp_path / "r4")
+    assert code == 2 and "not found" in err
+    code, _, err = run_cli("saliency", "train", "--data", data, "--model", "fcn", "--out", tmp_path / "r5", "--resume")
+    assert code == 2 and "nothing to resume" in err
+    maps_only = _data(tmp_path / "maps_only", fixations=False)
+    code, _, err = run_cli("saliency", "train", "--data", maps_only, "--model", "fcn", "--out", tmp_path / "r6")
+    assert code == 2 and "select_by=nss is impossible" in err
