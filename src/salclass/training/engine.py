@@ -167,15 +167,14 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
             if i % rt.check_every == 0 or (bar.total is not None and i == bar.total):
                 signum, bad = _check(sums[0] + sums[4], stop, rt)
                 if bad:
-                    raise NonFiniteLoss(f"the training loss became non-finite in epoch {epoch} (batch {i}); "
-                                        "lower lr or check the data")
+                    raise NonFiniteLoss(f"the training loss became non-finite in epoch {epoch} (batch {i})")
                 if signum:
                     raise TrainingInterrupted(signum)
                 bar.set_postfix(loss=f"{sums[0].item() / max(sums[3].item(), 1):.3f}",
                                 top1=f"{sums[1].item() / max(sums[3].item(), 1):.3f}")
     signum, bad = _check(sums[0] + sums[4], stop, rt)
     if bad:
-        raise NonFiniteLoss(f"the training loss became non-finite in epoch {epoch}; lower lr or check the data")
+        raise NonFiniteLoss(f"the training loss became non-finite in epoch {epoch}")
     if signum:
         raise TrainingInterrupted(signum)
     all_reduce_sum(sums, rt.world)

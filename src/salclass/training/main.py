@@ -318,7 +318,7 @@ class _Run:
                     except NonFiniteLoss as e:
                         last = epoch - 1
                         kept = f"the checkpoint of epoch {last} is kept in {out}" if last else "no epoch was saved"
-                        raise NonFiniteLoss(f"{e}; stopped, {kept}") from None
+                        raise NonFiniteLoss(f"{e}; stopped, {kept} (try a lower lr)") from None
                     va, _ = evaluate(model, val_loader, rt, stop=stop, desc=f"epoch {epoch}/{cfg.epochs} val")
                     scheduler.step()
                     record = {"epoch": epoch, "lr": lr, "train": tr, "val": va}
