@@ -142,6 +142,12 @@ class SaliencyAlexNet(nn.Module):
             self.sal_bn2 = nn.BatchNorm2d(256)
             self.sal_relu2 = nn.ReLU()
             self.sal_pool2 = nn.MaxPool2d(3, 2)
+        for name in ("sal_bn1", "sal_bn2")[:spec.branch]:
+            # Shift 1, not PyTorch's 0: a constant map (the -const control) reaches each branch BN with
+            # zero batch variance, so the BN emits just its shift; at 0 the ReLU would output 0, zero the
+            # image path through the multiplicative merge and pass no gradient, forever. The real variants
+            # start the same way, so a control differs from its variant only in the map.
+            nn.init.ones_(getattr(self, name).bias)
 
     @property
     def uses_saliency(self) -> bool:

@@ -12,12 +12,13 @@ Initialisations:
 - "uniform": U[0, 1) for new conv/linear weights and biases and for new BN
   scale and shift: the thesis's choice (section 3.4).
 - "zeros": new conv/linear weights and biases are 0, new BN channels scale 1
-  and shift 0; a whole new BN layer gets shift 1, so a new fan-in branch emits
-  exactly 1 and its multiplicative merge starts as the identity. The result
-  computes exactly what the source network computes (eval mode), and the new
-  weights still receive gradients.
-- "default": PyTorch's own initialisation for a fresh layer (Kaiming-uniform,
-  fan-in from the whole new layer), BN scale 1 and shift 0.
+  and shift 0; a whole new BN layer (a fan-in saliency branch) scale 1 and
+  shift 1, so the branch emits exactly 1 and its multiplicative merge is the
+  identity. The result computes exactly what the source network computes
+  (eval mode), and the new weights still receive gradients.
+- "default": what `create` gives a fresh layer: PyTorch's Kaiming-uniform for
+  conv/linear (fan-in from the whole new layer), BN scale 1 and shift 0 (shift 1
+  in a fan-in saliency branch, as `create` does).
 New BN channels always start with running mean 0 and variance 1, the state of
 a fresh layer; training replaces them within a few hundred steps (momentum 0.1).
 """
@@ -73,7 +74,8 @@ def _fresh(module: nn.Module, attr: str, shape: torch.Size, init: str, whole_mod
             return torch.rand(shape, generator=gen)
         if attr == "weight":
             return torch.ones(shape)
-        return torch.full(shape, 1.0 if (init == "zeros" and whole_module) else 0.0)
+        # a whole new BN layer belongs to a fan-in saliency branch, whose shift starts at 1 (see alexnet.py)
+        return torch.full(shape, 1.0 if whole_module else 0.0)
     if isinstance(module, (nn.Conv2d, nn.Linear)):
         if init == "uniform":
             return torch.rand(shape, generator=gen)
