@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -119,23 +120,31 @@ def test_bad_input_is_one_line(run_cli, osie_root, tmp_path, args, message):
     assert "Traceback" not in err
 
 
-def test_folder_layout_without_subjects(tmp_path):
-    """images/ + maps/ + fixations/*.npy: every metric, but no human bound
-    (points carry no subject)."""
+def test_folder_layout_of_mixed_sizes_without_subjects(tmp_path):
+    """images/ + maps/ + fixations/*.npy with images of two sizes and maps at
+    half resolution: every metric at each image's own size, but no human
+    bound (the points carry no subject)."""
     rng = np.random.default_rng(0)
     for sub in ("images", "maps", "fixations"):
         (tmp_path / sub).mkdir()
-    for k in range(3):
-        Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(tmp_path / "images" / f"im{k}.png")
-        yy, xx = np.mgrid[0:30, 0:40]
-        gt = np.exp(-((xx - 10 - 5 * k) ** 2 + (yy - 15) ** 2) / 50.0)
+    for k, (h, w) in enumerate([(30, 40), (60, 80), (30, 40)]):
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(tmp_path / "images" / f"im{k}.png")
+        yy, xx = np.mgrid[0:h // 2, 0:w // 2]
+        gt = np.exp(-((xx - w / 4) ** 2 + (yy - h / 4) ** 2) / (w / 8) ** 2)
         Image.fromarray((gt * 255).astype(np.uint8)).save(tmp_path / "maps" / f"im{k}.png")
-        np.save(tmp_path / "fixations" / f"im{k}.npy", np.array([[10 + 5 * k, 15], [12, 14]]))
+        np.save(tmp_path / "fixations" / f"im{k}.npy", np.array([[w / 2, h / 2], [w / 2 + 3, h / 2 - 2]]))
     t = evaluate_models(tmp_path, "all", [], progress=False)
-    assert t.images == 3 and t.sigma is None
+    assert t.images == 3 and t.sigma is None and t.shape is None
     assert BOUND not in t.rows
     row = t.rows[CENTRE_BIAS]
     assert all(math.isfinite(row[m]) for m in METRICS)
+    # Fixations at the centre of every image, ground truth peaked there: the centre bias is nearly perfect.
+    assert row["auc_judd"] > 0.9 and row["cc"] > 0.9
+    # Maps without points: the distribution metrics only.
+    shutil.rmtree(tmp_path / "fixations")
+    row = evaluate_models(tmp_path, "all", [], progress=False).rows[CENTRE_BIAS]
+    assert math.isnan(row["auc_judd"]) and math.isnan(row["nss"]) and math.isnan(row["ig"])
+    assert row["cc"] > 0.9
 
 
 def test_limit_must_be_positive(osie_root):

@@ -110,11 +110,6 @@ def _load_predictors(specs: list[str], batch_size: int) -> list:
     return predictors
 
 
-def _points(fx, shape: tuple[int, int], native: tuple[int, int]) -> np.ndarray:
-    rows, cols = fx.pixels(shape, native)
-    return np.stack([cols, rows], axis=1)
-
-
 class _Scorer:
     """Scores of one image for every map, given its fixations and ground truth."""
 
@@ -141,13 +136,12 @@ class _Scorer:
         return out
 
 
-def _inter_observer(ds, i: int, shape, native, others: np.ndarray | None) -> dict[str, float]:
+def _inter_observer(ds, i: int, others: np.ndarray | None) -> dict[str, float]:
     """Half of the subjects predicting the other half, both ways, averaged."""
     n = ds.num_subjects
     halves = [list(range(0, n, 2)), list(range(1, n, 2))]
-    fx = ds.fixations(i)
-    maps = [ds.density(i, shape, subjects=h).astype(np.float64) for h in halves]
-    points = [_points(fx.of_subjects(h), shape, native) for h in halves]
+    maps = [ds.density(i, subjects=h).astype(np.float64) for h in halves]
+    points = [ds.fixation_points(i, subjects=h) for h in halves]
     scores = []
     for a, b in ((0, 1), (1, 0)):
         if not len(points[a]) or not len(points[b]):
@@ -199,8 +193,7 @@ def evaluate_models(data_dir: str | Path, split: str = "test", model_specs: list
     natives = [ds.image_size(i) for i in range(len(ds))]
     has_fix = ds.has_fixations
     if has_fix:
-        fixations = [ds.fixations(i) for i in range(len(ds))]
-        points = [_points(f, natives[i], natives[i]) for i, f in enumerate(fixations)]
+        points = [ds.fixation_points(i) for i in range(len(ds))]
         owner = np.concatenate([np.full(len(p), i) for i, p in enumerate(points)])
         all_points = np.concatenate(points)
         same_size = len(set(natives)) == 1
@@ -225,14 +218,14 @@ def evaluate_models(data_dir: str | Path, split: str = "test", model_specs: list
                 if same_size:
                     others = all_points[owner != k]
                 else:
-                    others = np.concatenate([_points(fixations[o], shape, natives[o]) for o in range(len(ds)) if o != k])
-            density = ds.density(k).astype(np.float64)
+                    others = np.concatenate([ds.fixation_points(o, shape) for o in range(len(ds)) if o != k])
+            density = ds.density(k, shape).astype(np.float64)
             maps = [_resized(pred[b], shape).astype(np.float64) for pred in predicted]
             scorer = _Scorer(fix, others, density, maps[centre_index])
             for p, m in zip(predictors, maps):
                 per_image[p.name].append(scorer.score(m))
             if with_bound:
-                bound.append(_inter_observer(ds, k, shape, shape, others))
+                bound.append(_inter_observer(ds, k, others))
         bar.update(j - i)
         i = j
     bar.close()
