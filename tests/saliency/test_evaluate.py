@@ -150,3 +150,19 @@ def test_folder_layout_of_mixed_sizes_without_subjects(tmp_path):
 def test_limit_must_be_positive(osie_root):
     with pytest.raises(UserError, match="at least 1"):
         evaluate_models(osie_root, "test", [], limit=0, progress=False)
+
+
+def test_a_diverged_checkpoint_is_one_line(osie_root, tmp_path):
+    import torch
+
+    from salclass.io import atomic_torch_save
+    from salclass.saliency.models import create, model_checkpoint
+
+    model = create("fcn")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    ckpt = tmp_path / "nan.pt"
+    atomic_torch_save(model_checkpoint(model), ckpt)
+    with pytest.raises(UserError, match="NaN"):
+        evaluate_models(osie_root, "test", [str(ckpt)], limit=1, baselines=False, progress=False)

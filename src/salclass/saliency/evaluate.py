@@ -223,7 +223,10 @@ def evaluate_models(data_dir: str | Path, split: str = "test", model_specs: list
             maps = [_resized(pred[b], shape).astype(np.float64) for pred in predicted]
             scorer = _Scorer(fix, others, density, maps[centre_index])
             for p, m in zip(predictors, maps):
-                per_image[p.name].append(scorer.score(m))
+                try:
+                    per_image[p.name].append(scorer.score(m))
+                except ValueError as e:   # e.g. NaN maps from a diverged checkpoint
+                    raise UserError(f"model {p.name}, image {ds.names[k]}: {e}") from None
             if with_bound:
                 bound.append(_inter_observer(ds, k, others))
         bar.update(j - i)
