@@ -104,7 +104,6 @@ class SaliencyAlexNet(nn.Module):
         self.input_size = input_size
         self.const_map = const_map
         sizes = spatial_sizes(spec, input_size)
-        self.feature_sizes = sizes
 
         self.conv1 = nn.Conv2d(3 + (spec.input == "concat"), 96, 11, stride=4)
         self.bn1 = nn.BatchNorm2d(96 + (spec.conv1 == "concat"))
@@ -142,12 +141,12 @@ class SaliencyAlexNet(nn.Module):
             self.sal_bn2 = nn.BatchNorm2d(256)
             self.sal_relu2 = nn.ReLU()
             self.sal_pool2 = nn.MaxPool2d(3, 2)
-        for name in ("sal_bn1", "sal_bn2")[:spec.branch]:
+        for bn_name in ("sal_bn1", "sal_bn2")[:spec.branch]:
             # Shift 1, not PyTorch's 0: a constant map (the -const control) reaches each branch BN with
             # zero batch variance, so the BN emits just its shift; at 0 the ReLU would output 0, zero the
             # image path through the multiplicative merge and pass no gradient, forever. The real variants
             # start the same way, so a control differs from its variant only in the map.
-            nn.init.ones_(getattr(self, name).bias)
+            nn.init.ones_(getattr(self, bn_name).bias)
 
     @property
     def uses_saliency(self) -> bool:
