@@ -4,7 +4,8 @@
 
 Prints, for the Imagenette train split at S=144:
 - images/s of one training epoch through the store (StoreLoader, random crop
-  128 + flip applied jointly to image and saliency map, float tensors out);
+  128 + flip applied jointly to image and saliency map, float tensors out),
+  in-process and with --workers loader processes;
 - images/s of the naive pipeline: Pillow opens each JPEG, converts to RGB,
   resizes the short side to 144, centre-crops, random-crops 128, flips, makes a
   float tensor -- with the same number of worker processes;
@@ -65,14 +66,19 @@ def _add_gray_maps(split: Path) -> None:
     w.finish()
 
 
-def _time_store_epoch(store: Store, batch_size: int, workers: int, epoch: int) -> tuple[float, int]:
+def _time_store_epochs(store: Store, batch_size: int, workers: int, epochs: int) -> list[float]:
+    """images/s of `epochs` training epochs, after one untimed epoch that starts the workers."""
     loader = StoreLoader(store, batch_size, train=True, seed=0, with_saliency=store.has_saliency, workers=workers)
-    loader.set_epoch(epoch)
-    n = 0
-    t0 = time.perf_counter()
-    for b in loader:
-        n += b.image.shape[0]
-    return time.perf_counter() - t0, n
+    rates = []
+    for epoch in range(epochs + 1):
+        loader.set_epoch(epoch)
+        n = 0
+        t0 = time.perf_counter()
+        for b in loader:
+            n += b.image.shape[0]
+        if epoch:
+            rates.append(n / (time.perf_counter() - t0))
+    return rates
 
 
 class _NaiveDataset(torch.utils.data.Dataset):
@@ -101,23 +107,26 @@ class _NaiveDataset(torch.utils.data.Dataset):
         return arr.permute(2, 0, 1).float().div_(255.0), self.labels[i]
 
 
-def _time_naive(src: Path, n_images: int, size: int, crop: int, batch_size: int, workers: int) -> tuple[float, int]:
+def _time_naive(src: Path, n_images: int, size: int, crop: int, batch_size: int, workers: int,
+                parts: int) -> list[float]:
+    """images/s of the naive pipeline on `parts` consecutive slices of a shuffled list of the train JPEGs."""
     classes = sorted(d.name for d in (src / "train").iterdir() if d.is_dir())
     files, labels = [], []
     for k, c in enumerate(classes):
         for f in sorted((src / "train" / c).iterdir()):
             files.append(f)
             labels.append(k)
-    order = np.random.default_rng(0).permutation(len(files))
-    if n_images:
-        order = order[:n_images]
-    ds = _NaiveDataset([files[i] for i in order], [labels[i] for i in order], size, crop, seed=0)
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
-    n = 0
-    t0 = time.perf_counter()
-    for img, _ in loader:
-        n += img.shape[0]
-    return time.perf_counter() - t0, n
+    order = np.random.default_rng(0).permutation(len(files))[: n_images or None]
+    rates = []
+    for part in np.array_split(order, parts):
+        ds = _NaiveDataset([files[i] for i in part], [labels[i] for i in part], size, crop, seed=0)
+        loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
+        n = 0
+        t0 = time.perf_counter()
+        for img, _ in loader:
+            n += img.shape[0]
+        rates.append(n / (time.perf_counter() - t0))
+    return rates
 
 
 def _time_gather(store: Store, batch_size: int) -> tuple[float, int]:
@@ -155,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--naive-images", type=int, default=3000, help="images timed on the naive path (0: all)")
-    p.add_argument("--epochs", type=int, default=2, help="store epochs timed (the best is reported)")
+    p.add_argument("--epochs", type=int, default=3, help="store epochs timed (the median is reported)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -165,11 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     crop = StoreLoader(store, 1, train=False, with_saliency=False).crop
     _time_gather(store, 1024)  # warm the page cache
 
-    store_runs = [_time_store_epoch(store, a.batch_size, a.workers, e) for e in range(a.epochs)]
-    t_store, n_store = min(store_runs)
-    t_naive, n_naive = _time_naive(src, a.naive_images, store.size, crop, a.batch_size, a.workers)
+    store_rates = {w: float(np.median(_time_store_epochs(store, a.batch_size, w, a.epochs)))
+                   for w in sorted({0, a.workers})}
+    best_workers = max(store_rates, key=store_rates.get)
+    naive_rate = float(np.median(_time_naive(src, a.naive_images, store.size, crop, a.batch_size, a.workers, 3)))
     t_gather, gathered = _time_gather(store, a.batch_size)
     t_copy = _time_memcpy(gathered)
+    store_rate = store_rates[best_workers]
+    n_naive = a.naive_images or store.count
 
     per_image = store.size * store.size * 3
     per_map = store.size * store.size
@@ -177,11 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{os.cpu_count()} CPUs",
         "store": str(store.path), "count": store.count, "size": store.size, "crop": crop,
         "with_saliency": store.has_saliency, "batch_size": a.batch_size, "workers": a.workers,
-        "store_images_per_s": n_store / t_store, "store_epoch_s": t_store,
-        "naive_images_per_s": n_naive / t_naive, "naive_images_timed": n_naive,
-        "naive_epoch_s_estimate": store.count / (n_naive / t_naive),
-        "speedup": (n_store / t_store) / (n_naive / t_naive),
-        "loader_read_gb_per_s": n_store * (per_image + (per_map if store.has_saliency else 0)) / t_store / 1e9,
+        "store_images_per_s_by_workers": store_rates, "store_images_per_s": store_rate,
+        "store_best_workers": best_workers, "store_epoch_s": store.count / store_rate,
+        "naive_images_per_s": naive_rate, "naive_images_timed": n_naive,
+        "naive_epoch_s_estimate": store.count / naive_rate,
+        "speedup": store_rate / naive_rate,
+        "loader_read_gb_per_s": store_rate * (per_image + (per_map if store.has_saliency else 0)) / 1e9,
         "gather_gb_per_s": gathered / t_gather / 1e9,
         "memcpy_gb_per_s": gathered / t_copy / 1e9,
         "bytes_per_image": per_image, "bytes_per_map": per_map,
@@ -190,15 +203,16 @@ def main(argv: list[str] | None = None) -> int:
         "imagenet_val_gb": IMAGENET_VAL * (per_image + per_map + 2) / 1e9,
     }
     maps = "image+map" if store.has_saliency else "image only (store has no maps)"
-    print(f"store   {store.path}: {store.count} images, S={store.size}, crop {crop}, {maps}, "
-          f"batch {a.batch_size}, {a.workers} workers")
-    print(f"store epoch (joint crop+flip)  {res['store_images_per_s']:10.0f} images/s  ({t_store:.2f} s per epoch)")
-    print(f"naive Pillow pipeline          {res['naive_images_per_s']:10.0f} images/s  "
-          f"(timed on {n_naive} images; ~{res['naive_epoch_s_estimate']:.0f} s per epoch)")
-    print(f"ratio                          {res['speedup']:10.1f} x")
-    print(f"store bytes through loader     {res['loader_read_gb_per_s']:10.2f} GB/s")
-    print(f"store raw gather reads         {res['gather_gb_per_s']:10.2f} GB/s")
-    print(f"plain memory copy, same bytes  {res['memcpy_gb_per_s']:10.2f} GB/s")
+    print(f"store   {store.path}: {store.count} images, S={store.size}, crop {crop}, {maps}, batch {a.batch_size}")
+    for w, r in store_rates.items():
+        print(f"store epoch, {w} loader workers    {r:10.0f} images/s  ({store.count / r:.2f} s per epoch, "
+              f"median of {a.epochs})")
+    print(f"naive Pillow, {a.workers} workers        {naive_rate:10.0f} images/s  "
+          f"(median of 3 slices of {n_naive} images; ~{store.count / naive_rate:.0f} s per epoch)")
+    print(f"ratio (best store / naive)      {res['speedup']:10.1f} x")
+    print(f"store bytes through loader      {res['loader_read_gb_per_s']:10.2f} GB/s")
+    print(f"store raw gather reads          {res['gather_gb_per_s']:10.2f} GB/s")
+    print(f"plain memory copy, same bytes   {res['memcpy_gb_per_s']:10.2f} GB/s")
     print(f"bytes per image {per_image} + map {per_map}; ImageNet train at S={store.size}: "
           f"{res['imagenet_train_gb']:.1f} GB images + {res['imagenet_train_maps_gb']:.1f} GB maps")
     if a.json:
