@@ -158,3 +158,18 @@ def test_evaluate_and_plot_bad_paths(tmp_path: Path, tiny_store: Path, rgb_run: 
     _one_line_error(*run_cli("evaluate", rgb_run, "--store", tmp_path / "nostore")[::2], "no such store")
     _one_line_error(*run_cli("plot", tmp_path, "--out", tmp_path / "x.png")[::2], "no metrics.jsonl")
     _one_line_error(*run_cli("plot", rgb_run, "--out", tmp_path / "x.pdf")[::2], ".png")
+
+
+def test_resume_with_another_store(tmp_path: Path, tiny_store: Path, rgb_run: Path, run_cli, small_sets):
+    import json
+
+    other = tmp_path / "other_store"
+    shutil.copytree(tiny_store, other)
+    meta = json.loads((other / "train" / "meta.json").read_text())
+    meta["fingerprint"] = "another source"
+    (other / "train" / "meta.json").write_text(json.dumps(meta))
+    copy = tmp_path / "copy"
+    shutil.copytree(rgb_run, copy)
+    sets = sum((["--set", s] for s in small_sets(other, copy, epochs=4, tensorboard=True)), [])
+    _one_line_error(*run_cli("train", *sets, "--resume")[::2], "not the store this run was trained on",
+                    "train_fingerprint", after_progress=False)

@@ -59,12 +59,19 @@ def resolve_device(name: str, world: World) -> torch.device:
 
 
 def _comparable(cfg_dict: dict) -> dict:
-    out = {k: v for k, v in cfg_dict.items() if k not in RUNTIME_FIELDS}
-    out.pop("out", None)  # a run folder may be moved; it is where it is
-    for key in ("store", "init_from"):
-        if out.get(key) is not None:
-            out[key] = str(Path(out[key]).resolve())
-    return out
+    # Paths are left out so run folders and stores can be moved: the run is
+    # where it is, init_from matters only before epoch 1, and the store is
+    # compared by what it holds (_store_identity).
+    return {k: v for k, v in cfg_dict.items() if k not in RUNTIME_FIELDS | {"out", "store", "init_from"}}
+
+
+def _store_identity(train_store, val_store, needs_saliency: bool) -> dict:
+    return {
+        "train_count": train_store.count, "val_count": val_store.count, "size": train_store.size,
+        "classes": [w for w, _ in train_store.classes],
+        "train_fingerprint": train_store.meta.get("fingerprint"), "val_fingerprint": val_store.meta.get("fingerprint"),
+        "saliency_model": train_store.saliency_model if needs_saliency else None,
+    }
 
 
 def _config_difference(saved: dict, cfg: TrainConfig) -> str | None:
@@ -226,6 +233,12 @@ class _Run:
                 why = f"model {net.variant}" if net.uses_saliency else "attention transfer"
                 raise UserError(f"store: {s.path} has no complete saliency maps, which {why} needs "
                                 f"(run: salclass saliency predict {cfg.store})")
+        identity = _store_identity(train_store, val_store, needs_saliency)
+        if ckpt is not None and ckpt.get("store_identity", identity) != identity:
+            was = ckpt["store_identity"]
+            key = next(k for k in identity if identity[k] != was.get(k))
+            raise UserError(f"store: {cfg.store} is not the store this run was trained on ({key} differs); "
+                            "resume with the same store")
         if cfg.batch_size % world.world_size:
             raise UserError(f"batch_size: {cfg.batch_size} is not divisible by the {world.world_size} processes")
 
@@ -328,7 +341,7 @@ class _Run:
                         if writer is not None:
                             _tensorboard(writer, record)
                         atomic_torch_save(self._checkpoint(net, optimizer, scheduler, epoch, num_classes, crop,
-                                                           train_store, states), out / CHECKPOINT_NAME)
+                                                           train_store, identity, states), out / CHECKPOINT_NAME)
                     completed = epoch
                     _log(_epoch_line(record, cfg.epochs), world)
         except TrainingInterrupted as e:
@@ -354,7 +367,7 @@ class _Run:
         return out
 
     def _checkpoint(self, net, optimizer, scheduler, epoch: int, num_classes: int, crop: int, train_store,
-                    rng_states: list) -> dict:
+                    store_identity: dict, rng_states: list) -> dict:
         return {
             "type": CHECKPOINT_TYPE,
             "version": CHECKPOINT_VERSION,
@@ -362,6 +375,7 @@ class _Run:
             "num_classes": num_classes,
             "input_size": crop,
             "classes": [[w, n] for w, n in train_store.classes],
+            "store_identity": store_identity,
             "uses_saliency": bool(net.uses_saliency),
             "mean_subtract": self.cfg.mean_subtract,
             "epoch": epoch,
