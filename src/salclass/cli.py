@@ -149,12 +149,13 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train one classifier run")
     p.add_argument("--config", default=None, help="YAML settings file")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
-    p.add_argument("--resume", action="store_true", help="continue the run in the configured output folder")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the unfinished run in the out folder (without --config: its own config.yaml)")
     p.set_defaults(func=_run_train)
 
     p = sub.add_parser("evaluate", help="evaluate a run or checkpoint on a store")
-    p.add_argument("run", metavar="RUN_OR_CKPT")
-    p.add_argument("--store", required=True, help="a store split with the evaluation images")
+    p.add_argument("run", metavar="RUN_OR_CKPT", help="a run folder or a checkpoint.pt")
+    p.add_argument("--store", required=True, help="a store split with the evaluation images (a store root means its val/)")
     p.add_argument("--out", default=None, help="folder for the results (default: RUN/eval)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run_evaluate)
