@@ -66,19 +66,21 @@ def _add_gray_maps(split: Path) -> None:
     w.finish()
 
 
-def _time_store_epochs(store: Store, batch_size: int, workers: int, epochs: int) -> list[float]:
-    """images/s of `epochs` training epochs, after one untimed epoch that starts the workers."""
+def _time_store_epochs(store: Store, batch_size: int, workers: int, epochs: int) -> tuple[list[float], list[float]]:
+    """images/s of `epochs` training epochs (after one untimed epoch that starts the
+    workers), and this process's CPU seconds per image (all of it when workers=0)."""
     loader = StoreLoader(store, batch_size, train=True, seed=0, with_saliency=store.has_saliency, workers=workers)
-    rates = []
+    rates, cpu = [], []
     for epoch in range(epochs + 1):
         loader.set_epoch(epoch)
         n = 0
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for b in loader:
             n += b.image.shape[0]
         if epoch:
             rates.append(n / (time.perf_counter() - t0))
-    return rates
+            cpu.append((time.process_time() - c0) / n)
+    return rates, cpu
 
 
 class _NaiveDataset(torch.utils.data.Dataset):
@@ -108,8 +110,9 @@ class _NaiveDataset(torch.utils.data.Dataset):
 
 
 def _time_naive(src: Path, n_images: int, size: int, crop: int, batch_size: int, workers: int,
-                parts: int) -> list[float]:
-    """images/s of the naive pipeline on `parts` consecutive slices of a shuffled list of the train JPEGs."""
+                parts: int) -> tuple[list[float], list[float]]:
+    """images/s and this process's CPU seconds per image of the naive pipeline on
+    `parts` consecutive slices of a shuffled list of the train JPEGs."""
     classes = sorted(d.name for d in (src / "train").iterdir() if d.is_dir())
     files, labels = [], []
     for k, c in enumerate(classes):
@@ -117,16 +120,17 @@ def _time_naive(src: Path, n_images: int, size: int, crop: int, batch_size: int,
             files.append(f)
             labels.append(k)
     order = np.random.default_rng(0).permutation(len(files))[: n_images or None]
-    rates = []
+    rates, cpu = [], []
     for part in np.array_split(order, parts):
         ds = _NaiveDataset([files[i] for i in part], [labels[i] for i in part], size, crop, seed=0)
         loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
         n = 0
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for img, _ in loader:
             n += img.shape[0]
         rates.append(n / (time.perf_counter() - t0))
-    return rates
+        cpu.append((time.process_time() - c0) / n)
+    return rates, cpu
 
 
 def _time_gather(store: Store, batch_size: int) -> tuple[float, int]:
@@ -174,10 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     crop = StoreLoader(store, 1, train=False, with_saliency=False).crop
     _time_gather(store, 1024)  # warm the page cache
 
-    store_rates = {w: float(np.median(_time_store_epochs(store, a.batch_size, w, a.epochs)))
-                   for w in sorted({0, a.workers})}
+    store_runs = {w: _time_store_epochs(store, a.batch_size, w, a.epochs) for w in sorted({0, a.workers})}
+    store_rates = {w: float(np.median(r)) for w, (r, _) in store_runs.items()}
     best_workers = max(store_rates, key=store_rates.get)
-    naive_rate = float(np.median(_time_naive(src, a.naive_images, store.size, crop, a.batch_size, a.workers, 3)))
+    naive_rate = float(np.median(_time_naive(src, a.naive_images, store.size, crop, a.batch_size, a.workers, 3)[0]))
+    # CPU time per image of both paths in one process: what each image costs, whatever else runs on the machine.
+    store_cpu = float(np.median(store_runs[0][1]))
+    naive_cpu = float(np.median(_time_naive(src, a.naive_images // 3, store.size, crop, a.batch_size, 0, 1)[1]))
     t_gather, gathered = _time_gather(store, a.batch_size)
     t_copy = _time_memcpy(gathered)
     store_rate = store_rates[best_workers]
@@ -194,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         "naive_images_per_s": naive_rate, "naive_images_timed": n_naive,
         "naive_epoch_s_estimate": store.count / naive_rate,
         "speedup": store_rate / naive_rate,
+        "store_cpu_ms_per_image": store_cpu * 1e3, "naive_cpu_ms_per_image": naive_cpu * 1e3,
+        "cpu_speedup": naive_cpu / store_cpu,
         "loader_read_gb_per_s": store_rate * (per_image + (per_map if store.has_saliency else 0)) / 1e9,
         "gather_gb_per_s": gathered / t_gather / 1e9,
         "memcpy_gb_per_s": gathered / t_copy / 1e9,
@@ -209,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
               f"median of {a.epochs})")
     print(f"naive Pillow, {a.workers} workers        {naive_rate:10.0f} images/s  "
           f"(median of 3 slices of {n_naive} images; ~{store.count / naive_rate:.0f} s per epoch)")
-    print(f"ratio (best store / naive)      {res['speedup']:10.1f} x")
+    print(f"ratio (best store / naive)      {res['speedup']:10.1f} x  wall clock")
+    print(f"CPU per image, in-process       store {store_cpu * 1e3:.3f} ms, naive {naive_cpu * 1e3:.3f} ms: "
+          f"ratio {res['cpu_speedup']:.1f} x")
     print(f"store bytes through loader      {res['loader_read_gb_per_s']:10.2f} GB/s")
     print(f"store raw gather reads          {res['gather_gb_per_s']:10.2f} GB/s")
     print(f"plain memory copy, same bytes   {res['memcpy_gb_per_s']:10.2f} GB/s")
