@@ -44,6 +44,15 @@ IMAGENET_VAL = 50_000
 BENCH_MAP_MODEL = "benchmark-gray"
 
 
+def _imagenet_gb(size: int) -> dict:
+    """Disk use of ImageNet-1k (ILSVRC2012) in this layout: pixels, maps, and 2-byte labels
+    (ids.txt adds ~40 bytes per image)."""
+    image, smap = size * size * 3, size * size
+    return {"bytes_per_image": image, "bytes_per_map": smap,
+            "train_images": IMAGENET_TRAIN * (image + 2) / 1e9, "train_maps": IMAGENET_TRAIN * smap / 1e9,
+            "val_images": IMAGENET_VAL * (image + 2) / 1e9, "val_maps": IMAGENET_VAL * smap / 1e9}
+
+
 def _ensure_store(root: Path, src: Path, size: int, workers: int) -> Store:
     split = root / "train"
     if not (split / "meta.json").is_file():
@@ -190,8 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     store_rate = store_rates[best_workers]
     n_naive = a.naive_images or store.count
 
-    per_image = store.size * store.size * 3
-    per_map = store.size * store.size
+    per_image, per_map = store.size * store.size * 3, store.size * store.size
     res = {
         "machine": f"{os.cpu_count()} CPUs",
         "store": str(store.path), "count": store.count, "size": store.size, "crop": crop,
@@ -207,9 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "gather_gb_per_s": gathered / t_gather / 1e9,
         "memcpy_gb_per_s": gathered / t_copy / 1e9,
         "bytes_per_image": per_image, "bytes_per_map": per_map,
-        "imagenet_train_gb": IMAGENET_TRAIN * (per_image + 2) / 1e9,
-        "imagenet_train_maps_gb": IMAGENET_TRAIN * per_map / 1e9,
-        "imagenet_val_gb": IMAGENET_VAL * (per_image + per_map + 2) / 1e9,
+        "imagenet_gb": {size: _imagenet_gb(size) for size in (144, 256)},
     }
     maps = "image+map" if store.has_saliency else "image only (store has no maps)"
     print(f"store   {store.path}: {store.count} images, S={store.size}, crop {crop}, {maps}, batch {a.batch_size}")
@@ -224,8 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"store bytes through loader      {res['loader_read_gb_per_s']:10.2f} GB/s")
     print(f"store raw gather reads          {res['gather_gb_per_s']:10.2f} GB/s")
     print(f"plain memory copy, same bytes   {res['memcpy_gb_per_s']:10.2f} GB/s")
-    print(f"bytes per image {per_image} + map {per_map}; ImageNet train at S={store.size}: "
-          f"{res['imagenet_train_gb']:.1f} GB images + {res['imagenet_train_maps_gb']:.1f} GB maps")
+    for size, gb in res["imagenet_gb"].items():
+        print(f"S={size}: {gb['bytes_per_image']} B per image + {gb['bytes_per_map']} B per map; ImageNet train "
+              f"{gb['train_images']:.1f} GB + maps {gb['train_maps']:.1f} GB, val {gb['val_images']:.1f} GB "
+              f"+ maps {gb['val_maps']:.1f} GB")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2) + "\n")
     return 0
