@@ -82,7 +82,7 @@ class AttentionSettings:
     the teacher's attention: beta * || Q_s/||Q_s|| - Q_t/||Q_t|| || at `layer`."""
 
     beta: float = 1000.0
-    layer: str = "conv2"
+    layer: str = "relu2"
 
 
 @dataclass

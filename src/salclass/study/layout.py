@@ -79,6 +79,7 @@ def run_files(run_dir: Path) -> dict[str, Path]:
         "metrics": run_dir / "metrics.jsonl",
         "checkpoint": run_dir / "checkpoint.pt",
         "done": run_dir / "done.json",
+        "start": run_dir / "val_start.json",
         "eval": run_dir / "eval" / "eval.json",
         "predictions": run_dir / "eval" / "predictions.npz",
     }

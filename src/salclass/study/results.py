@@ -69,8 +69,13 @@ def percent(x: float) -> float:
     return 100.0 * float(x)
 
 
-def _curve(path: Path) -> list[tuple[int, float]]:
+def _curve(path: Path, start: Path) -> list[tuple[int, float]]:
+    """Validation top-1 per epoch; a fine-tune's curve starts at epoch 0 with its evaluation before training."""
     out = []
+    if start.is_file():
+        val = (read_json(start).get("val") or {})
+        if "top1" in val:
+            out.append((0, percent(val["top1"])))
     if not path.is_file():
         return out
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -103,7 +108,7 @@ def load_run(run_dir: Path, seed: int) -> RunRecord | None:
     order = np.argsort(index, kind="stable")
     return RunRecord(seed=seed, dir=run_dir, top1=percent(ev["top1"]), top5=percent(ev["top5"]),
                      index=index[order], label=label[order], correct1=c1[order], correct5=c5[order],
-                     curve=_curve(f["metrics"]), class_names=_class_names(ev))
+                     curve=_curve(f["metrics"], f["start"]), class_names=_class_names(ev))
 
 
 def _class_names(ev: dict) -> list[str]:
