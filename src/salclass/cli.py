@@ -191,6 +191,8 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", required=True, help="study YAML, e.g. configs/study/quick.yaml")
     p.add_argument("--out", required=True, help="study folder (runs and report)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    p.add_argument("--estimate-from", default=None, metavar="DIR",
+                   help="only print how long the study would take at the speeds measured by the runs of study DIR")
     p.set_defaults(func=_run_study)
 
     p = sub.add_parser("report", help="rebuild a study's report from its run folders")
@@ -201,7 +203,7 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
 def _run_study(a: argparse.Namespace) -> int:
     from salclass.study.runner import study_cli
 
-    return study_cli(config=a.config, out=a.out, sets=a.sets)
+    return study_cli(config=a.config, out=a.out, sets=a.sets, estimate_from=a.estimate_from)
 
 
 def _run_report(a: argparse.Namespace) -> int:

@@ -116,8 +116,12 @@ def run_study(cfg: StudyConfig, root: str | Path) -> Path:
     return report
 
 
-def study_cli(config: str, out: str, sets: list[str] | None = None) -> int:
+def study_cli(config: str, out: str, sets: list[str] | None = None, estimate_from: str | None = None) -> int:
     cfg = load_study(config, sets or [])
+    if estimate_from is not None:
+        from salclass.study.estimate import estimate_cli
+
+        return estimate_cli(cfg, estimate_from)
     try:
         path = run_study(cfg, Path(out))
     except KeyboardInterrupt:
