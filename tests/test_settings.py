@@ -81,3 +81,17 @@ def test_checkpoint_type_and_version_checked(tmp_path: Path):
     p.write_bytes(b"garbage")
     with pytest.raises(UserError, match="not a readable checkpoint"):
         load_checkpoint(p, "salclass.classifier")
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path: Path):
+    import os
+    import stat
+
+    from salclass.io import atomic_write_text
+
+    p = tmp_path / "x.txt"
+    atomic_write_text(p, "hi")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask
+    assert p.read_text() == "hi"
