@@ -39,7 +39,7 @@ def load_model(name_or_ckpt: str | Path) -> tuple[SaliencyModel, str]:
             raise UserError(f"the default saliency weights are missing from this install ({path})")
         return _from_checkpoint(path), f"default ({DEFAULT_MODEL})"
     path = Path(text)
-    if path.suffix == ".pt" or path.is_file() or path.is_dir():
+    if path.suffix == ".pt" or "/" in text or path.is_file() or path.is_dir():
         if path.is_dir():
             path = path / "best.pt"
         return _from_checkpoint(path), str(path)
