@@ -149,3 +149,12 @@ def test_checkpoints_load_and_bad_ones_are_one_line_errors(tmp_path):
     with pytest.raises(UserError, match="needs trained weights"):
         load_predictor("salnet_deep")
     assert CHECKPOINT_TYPE == "salclass.saliency_model"
+
+
+def test_stored_centre_bias_widths_are_what_the_fit_gives(osie_root):
+    from salclass.saliency.models.baselines import fit_centre_bias, read_centre_bias
+
+    fitted, stored = fit_centre_bias(osie_root), read_centre_bias()
+    assert fitted["sigma_x"] == pytest.approx(stored["sigma_x"], rel=1e-9)
+    assert fitted["sigma_y"] == pytest.approx(stored["sigma_y"], rel=1e-9)
+    assert 0.1 < stored["sigma_x"] < 0.4 and stored["images"] == 450
