@@ -306,12 +306,16 @@ def conclusions(res: StudyResults) -> list[Block]:
     out = [Block("h2", "Conclusion (generated from the numbers above)")]
     if not done:
         return out + [Block("p", "No comparison has both of its runs finished yet.")]
-    widths = [100.0 * (p.result.top1.high - p.result.top1.low) / 2 for p in done]
+    # Two runs that agree on every image give a zero-width interval, which says nothing about resolution.
+    widths = [100.0 * (p.result.top1.high - p.result.top1.low) / 2 for p in done
+              if p.result.top1.high > p.result.top1.low]
     images = max(p.images for p in done)
     n_seeds = max(len(p.seeds) for p in done)
-    out.append(Block("p", f"Resolution: with {images} validation images and {n_seeds} seed(s), the 95% intervals "
-                          f"are about ±{float(np.median(widths)):.1f} points wide (median), so smaller "
-                          "differences cannot be told from noise in this study."))
+    if widths:
+        out.append(Block("p", f"Resolution: with {images} validation images and {n_seeds} seed(s), the 95% "
+                              f"intervals of the pairs that disagree on some image are about "
+                              f"±{float(np.median(widths)):.1f} points wide (median), so smaller differences "
+                              "cannot be told from noise in this study."))
 
     claims, answers = [], []
     for p in done:
@@ -353,8 +357,21 @@ def conclusions(res: StudyResults) -> list[Block]:
             text += (f" The largest loss is {worst.variant} against {worst.against} "
                      f"({_pts(worst.result.top1.diff)} points, {worst.result.verdict}).")
         out.append(Block("p", text))
+    out += _untrained(res)
     out += _params_conclusion(res.layout)
     return out
+
+
+def _untrained(res: StudyResults) -> list[Block]:
+    """Runs that give every validation image the same class have not learned to tell classes apart."""
+    stuck = [f"{name} (seed {r.seed})" for name, e in res.experiments.items() for r in e.runs.values()
+             if r.predicted_classes == 1 and len(r.class_names) > 1]
+    if not stuck:
+        return []
+    return [Block("p", f"{len(stuck)} of {sum(len(e.runs) for e in res.experiments.values())} runs predict the "
+                       "same class for every validation image, so they have not learned to tell the classes "
+                       "apart yet and their comparisons say nothing about saliency: " + ", ".join(stuck) + ". "
+                       "Longer runs (a larger epoch_scale) or more images are needed.")]
 
 
 def _params_conclusion(layout: StudyLayout) -> list[Block]:

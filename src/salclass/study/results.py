@@ -32,6 +32,7 @@ class RunRecord:
     correct5: np.ndarray
     curve: list[tuple[int, float]]  # (epoch, validation top-1 %) from metrics.jsonl
     class_names: list[str]
+    predicted_classes: int  # distinct top-1 predictions over the validation images
 
 
 @dataclass
@@ -103,12 +104,14 @@ def load_run(run_dir: Path, seed: int) -> RunRecord | None:
             label = np.asarray(z["label"], dtype=np.int64)
             c1 = np.asarray(z["correct1"], dtype=bool)
             c5 = np.asarray(z["correct5"], dtype=bool)
+            first = np.asarray(z["top5"])[:, 0] if z["top5"].ndim == 2 and z["top5"].shape[0] else np.zeros(0)
     except (OSError, KeyError, ValueError) as e:
         raise UserError(f"{f['predictions']}: unreadable predictions ({e})") from None
     order = np.argsort(index, kind="stable")
     return RunRecord(seed=seed, dir=run_dir, top1=percent(ev["top1"]), top5=percent(ev["top5"]),
                      index=index[order], label=label[order], correct1=c1[order], correct5=c5[order],
-                     curve=_curve(f["metrics"], f["start"]), class_names=_class_names(ev))
+                     curve=_curve(f["metrics"], f["start"]), class_names=_class_names(ev),
+                     predicted_classes=int(np.unique(first).size))
 
 
 def _class_names(ev: dict) -> list[str]:

@@ -39,6 +39,8 @@ def _check_same_study(layout: StudyLayout, cfg: StudyConfig) -> None:
         a, b = to_dict(getattr(old, key)), to_dict(getattr(cfg, key))
         if key == "saliency":  # how maps are scored or batched does not change the maps
             a, b = a["model"], b["model"]
+        else:  # nor does the number of decoding processes change the images
+            a.pop("workers"), b.pop("workers")
         if a != b:
             raise UserError(f"{layout.root} holds a study with other {key} settings; use another --out "
                             f"(or delete {layout.root})")
