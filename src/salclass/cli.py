@@ -237,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("salclass: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`salclass inspect ... | head`): not an error of ours.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
