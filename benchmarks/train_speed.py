@@ -9,7 +9,10 @@ For RGB, RGBS, FanIn1 and FanIn3 at crop 128 (a 144 store) and batches of 128 it
 - full training: images/s of `salclass.training.engine.train_one_epoch`, the
   code every run uses, over a store: StoreLoader reads the memory map, crops
   and flips image and map, and the same step follows;
-- their ratio (target >= 0.9: the input pipeline is off the critical path);
+- their ratio (target >= 0.9: the input pipeline is off the critical path),
+  and the share of the full-training epoch spent waiting for the loader,
+  measured inside that same epoch (robust where the machine is shared, since
+  both parts see the same load);
 - the FLOPs of one training step (counted by torch.utils.flop_counter), the
   FLOP/s the bare step achieves, and the same as a share of this machine's
   measured matrix-multiply FLOP/s (the practical peak);
@@ -44,6 +47,7 @@ from salclass.data.prepare import prepare
 from salclass.models import create
 from salclass.training.distributed import World
 from salclass.training.engine import Runtime, evaluate, train_one_epoch
+from salclass.training.main import default_workers
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("RGB", "RGBS", "FanIn1", "FanIn3")
@@ -123,6 +127,29 @@ def step_flops(model, opt, image, sal, label, rt: Runtime) -> float:
     return float(counter.get_total_flops())
 
 
+class TimedLoader:
+    """Passes a loader's batches through and adds up the time spent waiting for them."""
+
+    def __init__(self, loader):
+        self.loader = loader
+        self.waited = 0.0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        it = iter(self.loader)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            finally:
+                self.waited += time.perf_counter() - t0
+            yield batch
+
+
 def bench_variant(name: str, store_root: Path, rt: Runtime, batch: int, steps: int, rounds: int, workers: int,
                   compile_model: bool) -> dict:
     train_store, val_store = Store.open(store_root / "train"), Store.open(store_root / "val")
@@ -146,7 +173,7 @@ def bench_variant(name: str, store_root: Path, rt: Runtime, batch: int, steps: i
         _step(model, opt, image, sal, label, rt)
     _sync(rt.device)
 
-    bare, full, val = 0.0, 0.0, 0.0
+    bare, full, val, waited = 0.0, 0.0, 0.0, []
     for r in range(rounds):
         t0 = time.perf_counter()
         for _ in range(steps):
@@ -154,14 +181,17 @@ def bench_variant(name: str, store_root: Path, rt: Runtime, batch: int, steps: i
         _sync(rt.device)
         bare = max(bare, steps * image.shape[0] / (time.perf_counter() - t0))
         train_loader.set_epoch(r + 1)
-        stats = train_one_epoch(model, train_loader, opt, rt, epoch=r + 1, epochs=rounds)
+        timed = TimedLoader(train_loader)
+        stats = train_one_epoch(model, timed, opt, rt, epoch=r + 1, epochs=rounds)
         full = max(full, stats["images_per_s"])
+        waited.append(timed.waited / stats["seconds"])
         v, _ = evaluate(model, val_loader, rt)
         val = max(val, v["images_per_s"])
     return {
         "variant": name, "params": sum(p.numel() for p in net.parameters()),
         "step_gflop_per_image": flops / 1e9,
         "bare_images_per_s": bare, "full_images_per_s": full, "ratio": full / bare,
+        "loader_wait_share": float(np.median(waited)),
         "achieved_flops": flops * bare, "val_images_per_s": val,
         "train_images_per_epoch": len(train_loader) * batch,
         "thesis128_hours": THESIS_EPOCHS * (THESIS_TRAIN / full + THESIS_VAL / val) / 3600,
@@ -184,13 +214,15 @@ def machine(device: torch.device) -> str:
 
 def table(results: list[dict], peak: float, peak_label: str) -> str:
     head = ("| variant | params | GFLOP/img (train step) | bare step img/s | full training img/s | full/bare | "
+            "time waiting for the loader | "
             f"bare step GFLOP/s | % of {peak_label} | val img/s | est. thesis-128 protocol |")
-    rows = [head, "|" + " --- |" * 10]
+    rows = [head, "|" + " --- |" * 11]
     for r in results:
         hours = r["thesis128_hours"]
         est = f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
         rows.append(f"| {r['variant']} | {r['params'] / 1e6:.1f} M | {r['step_gflop_per_image']:.3f} | "
                     f"{r['bare_images_per_s']:.0f} | {r['full_images_per_s']:.0f} | {r['ratio']:.2f} | "
+                    f"{100 * r['loader_wait_share']:.1f}% | "
                     f"{r['achieved_flops'] / 1e9:.0f} | {100 * r['achieved_flops'] / peak:.0f}% | "
                     f"{r['val_images_per_s']:.0f} | {est} |")
     return "\n".join(rows)
@@ -207,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=10, help="bare steps per round")
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--workers", type=int, default=None, help="loader workers (default 0 on CPU, 6 on CUDA)")
+    ap.add_argument("--workers", type=int, default=None, help="loader workers (default: as `salclass train`)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -219,11 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print("train_speed: --device cuda, but this PyTorch sees no CUDA GPU", file=sys.stderr)
         return 2
-    torch.set_num_threads(a.threads or os.cpu_count() or 1)
+    threads = a.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
     on_cuda = device.type == "cuda"
     if on_cuda:
         torch.backends.cudnn.benchmark = True
-    workers = a.workers if a.workers is not None else (6 if on_cuda else 0)
+    workers = a.workers if a.workers is not None else default_workers(device.type, threads)
     rt = Runtime(device, World(), torch.bfloat16 if on_cuda else None, channels_last=on_cuda, progress=False,
                  check_every=25 if on_cuda else 1)
     began = time.perf_counter()
@@ -256,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(results, peak, peak_label))
     print()
+    print("time waiting for the loader: share of the full-training epoch spent in the loader's next(), measured in "
+          "the same epoch, so unlike full/bare it does not move with the load of a shared machine; "
+          "1 - that share is the same-run full/bare ratio")
     print(f"est. thesis-128 protocol = {THESIS_EPOCHS} x ({THESIS_TRAIN} / full img/s + {THESIS_VAL} / val img/s), "
           "an extrapolation, not a measured run")
     print(f"benchmark wall time: {time.perf_counter() - began:.0f} s")

@@ -108,6 +108,27 @@ class AttentionLoss:
         self._handle.remove()
 
 
+_END = object()
+
+
+def _batches(loader):
+    """The loader's batches, fetched without moving torch's global RNG.
+
+    A torch DataLoader draws its workers' base seed from the global generator
+    whenever an iterator starts, and a resumed run starts its iterators at
+    another epoch than an uninterrupted one; dropout, which draws from that
+    generator too, would then differ after a resume. The loader's own
+    randomness depends only on (seed, epoch), so nothing is lost.
+    """
+    it = iter(loader)
+    while True:
+        with torch.random.fork_rng(devices=[]):
+            batch = next(it, _END)
+        if batch is _END:
+            return
+        yield batch
+
+
 def _topk_hits(logits: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     k = min(5, logits.shape[1])
     top = logits.topk(k, dim=1).indices
@@ -141,7 +162,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
     sums = torch.zeros(5, dtype=torch.float64, device=rt.device)
     start = time.perf_counter()
     with _bar(loader, f"epoch {epoch}/{epochs} train", rt) as bar:
-        for i, batch in enumerate(loader, 1):
+        for i, batch in enumerate(_batches(loader), 1):
             image, saliency, label = rt.inputs(batch)
             with rt.autocast():
                 logits = model(image, saliency)
@@ -164,7 +185,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
                 if at is not None:
                     sums[4] += at.detach().double() * n
             bar.update(1)
-            if i % rt.check_every == 0 or (bar.total is not None and i == bar.total):
+            if i % rt.check_every == 0:
                 signum, bad = _check(sums[0] + sums[4], stop, rt)
                 if bad:
                     raise NonFiniteLoss(f"the training loss became non-finite in epoch {epoch} (batch {i})")
@@ -172,6 +193,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
                     raise TrainingInterrupted(signum)
                 bar.set_postfix(loss=f"{sums[0].item() / max(sums[3].item(), 1):.3f}",
                                 top1=f"{sums[1].item() / max(sums[3].item(), 1):.3f}")
+    # Again after the last batch: on CUDA the last checks may be up to check_every - 1 batches back.
     signum, bad = _check(sums[0] + sums[4], stop, rt)
     if bad:
         raise NonFiniteLoss(f"the training loss became non-finite in epoch {epoch}")
@@ -208,7 +230,7 @@ def evaluate(model: nn.Module, loader, rt: Runtime, *, keep_predictions: bool = 
     kept: dict[str, list] = {"index": [], "label": [], "top5": [], "correct1": [], "correct5": []}
     start = time.perf_counter()
     with _bar(loader, desc, rt) as bar:
-        for batch in loader:
+        for batch in _batches(loader):
             image, saliency, label = rt.inputs(batch)
             with rt.autocast():
                 logits = model(image, saliency)

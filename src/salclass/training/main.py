@@ -58,6 +58,15 @@ def resolve_device(name: str, world: World) -> torch.device:
     return torch.device("cpu")
 
 
+def default_workers(device_type: str, threads: int) -> int:
+    """Loader processes when the config leaves `workers` unset. On CPU one
+    worker overlaps cropping with the step: in the main process the crop runs
+    on one core while the other idles (measured on the 2-core VM: about 20% of
+    each epoch waiting for data with none, under 2% with one). On CUDA the
+    workers only gather and pin uint8 rows; a few keep ahead of the GPU."""
+    return min(6, threads) if device_type == "cuda" else 1
+
+
 def _comparable(cfg_dict: dict) -> dict:
     # Paths are left out so run folders and stores can be moved: the run is
     # where it is, init_from matters only before epoch 1, and the store is
@@ -245,6 +254,9 @@ class _Run:
         threads = cfg.threads or max(1, (os.cpu_count() or 1) // world.local_world_size)
         torch.set_num_threads(threads)
         on_cuda = self.device.type == "cuda"
+        if on_cuda:
+            # Fixed input shapes: let cuDNN pick its fastest kernels once.
+            torch.backends.cudnn.benchmark = True
         fmt = torch.channels_last if (on_cuda and cfg.channels_last) else torch.contiguous_format
         net = net.to(self.device, memory_format=fmt)
         model = net
@@ -278,7 +290,7 @@ class _Run:
             # Same initial weights on every rank (seeded above), different dropout masks.
             torch.manual_seed(cfg.seed + world.rank)
 
-        workers = cfg.workers if cfg.workers is not None else (min(4, threads) if on_cuda else 0)
+        workers = cfg.workers if cfg.workers is not None else default_workers(self.device.type, threads)
         per_rank = cfg.batch_size // world.world_size
         loader_device = str(self.device) if on_cuda else "cpu"
         common = dict(crop=crop, seed=cfg.seed, mean_subtract=cfg.mean_subtract, with_saliency=needs_saliency,

@@ -19,7 +19,7 @@ def _label(run: Path) -> str:
     cfg = run / CONFIG_NAME
     if cfg.is_file():
         model = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("model")
-        if model and model != name:
+        if model and model.lower() not in name.lower():
             name = f"{name} ({model})"
     return name
 
