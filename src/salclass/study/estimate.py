@@ -1,6 +1,13 @@
-"""How long would a study take? Its runs' epochs times the images per second that
-the runs of another, finished study measured on the same machine for the same
-networks (metrics.jsonl records train and validation images/s every epoch).
+"""How long would a study take? Its work in floating-point operations, divided by
+the rate at which another, finished study's runs did that work on the same
+machine.
+
+Per-run images/s of short runs on a shared machine are noisy, so the rate is
+pooled: every run's images (metrics.jsonl, train and validation separately)
+times its network's FLOPs per image, over every run's seconds. The work of the
+target study is each experiment's epochs x images x FLOPs per image of its
+network (counted by torch's FLOP counter: forward and backward for training,
+forward for validation).
 
     salclass study --config configs/study/thesis-128.yaml --out X --estimate-from out/quick
 """
@@ -8,37 +15,70 @@ networks (metrics.jsonl records train and validation images/s every epoch).
 from __future__ import annotations
 
 import json
-import statistics
+from functools import cache
 from pathlib import Path
 
 from salclass.errors import UserError
 from salclass.study.config import StudyConfig
-from salclass.study.layout import run_files
+from salclass.study.layout import StudyLayout, run_files
 from salclass.study.report import load_study_config
 from salclass.study.subset import choose
 
 
-def measured_speeds(root: Path) -> dict[str, tuple[float, float]]:
-    """model -> (median train images/s, median validation images/s) over every epoch of every run."""
-    cfg = load_study_config(root)
-    from salclass.study.layout import StudyLayout
+@cache
+def gflop_per_image(model: str, crop: int, num_classes: int, train: bool) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
 
+    from salclass.models import create
+
+    net = create(model, num_classes, input_size=crop)
+    net.train(train)
+    x, s = torch.zeros(2, 3, crop, crop), torch.zeros(2, 1, crop, crop)
+    with FlopCounterMode(display=False) as counter:
+        if train:
+            net(x, s).sum().backward()
+        else:
+            with torch.no_grad():
+                net(x, s)
+    return counter.get_total_flops() / 2 / 1e9
+
+
+def _crop(size: int) -> int:
+    from salclass.data import default_crop
+
+    return default_crop(size)
+
+
+def measured_rate(root: Path, size: int) -> tuple[float, float, float]:
+    """(train GFLOP/s, validation GFLOP/s, seconds measured) pooled over every epoch of every run of study `root`."""
+    cfg = load_study_config(root)
+    if cfg.data.size != size:
+        raise UserError(f"{root} measured images of {cfg.data.size} px, this study uses {size} px; "
+                        "estimate from a study at the same size")
     layout = StudyLayout(root, cfg)
-    seen: dict[str, tuple[list[float], list[float]]] = {}
+    from salclass.data import Store
+
+    n_classes = len(Store.open(layout.val_split).classes)
+    work = {True: 0.0, False: 0.0}
+    seconds = {True: 0.0, False: 0.0}
     for e in cfg.experiments:
         for seed in cfg.seeds:
             path = run_files(layout.run(e, seed))["metrics"]
             if not path.is_file():
                 continue
-            tr, va = seen.setdefault(e.model, ([], []))
             for line in path.read_text(encoding="utf-8").splitlines():
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                tr.append(float(row["train"]["images_per_s"]))
-                va.append(float(row["val"]["images_per_s"]))
-    return {m: (statistics.median(t), statistics.median(v)) for m, (t, v) in seen.items() if t and v}
+                for train, part in ((True, row["train"]), (False, row["val"])):
+                    g = gflop_per_image(e.model, _crop(cfg.data.size), n_classes, train)
+                    work[train] += part["images"] * g
+                    seconds[train] += part["seconds"]
+    if not seconds[True] or not seconds[False]:
+        raise UserError(f"{root}: no finished epochs to measure speed from")
+    return work[True] / seconds[True], work[False] / seconds[False], seconds[True] + seconds[False]
 
 
 def image_counts(cfg: StudyConfig) -> tuple[int, int]:
@@ -51,31 +91,36 @@ def image_counts(cfg: StudyConfig) -> tuple[int, int]:
     return tuple(sum(len(f) for f in chosen.get(split, {}).values()) for split in ("train", "val"))
 
 
-def estimate(cfg: StudyConfig, speeds: dict[str, tuple[float, float]]) -> tuple[list[list[str]], float, int, int]:
+def estimate(cfg: StudyConfig, train_rate: float, val_rate: float) -> tuple[list[list[str]], float, float, int, int]:
+    """Rows per experiment, total seconds, total PFLOP, and the image counts."""
     n_train, n_val = image_counts(cfg)
-    rows, total = [], 0.0
+    crop = _crop(cfg.data.size)
+    n_classes = len(choose(cfg.data)["train"]) if cfg.data.source is not None else 1000
+    rows, total, total_gflop = [], 0.0, 0.0
     for e in cfg.experiments:
-        if e.model not in speeds:
-            raise UserError(f"no measured speed for model {e.model} (experiment {e.name}); "
-                            "run a study that trains it first, e.g. the quick study")
-        tr, va = speeds[e.model]
         epochs, _ = cfg.schedule(e)
         evals = epochs + 1 + (1 if e.init_from else 0)  # every epoch, the final evaluation, a fine-tune's start
-        seconds = len(cfg.seeds) * (epochs * n_train / tr + evals * n_val / va)
+        g_train = gflop_per_image(e.model, crop, n_classes, True)
+        g_val = gflop_per_image(e.model, crop, n_classes, False)
+        work_train = len(cfg.seeds) * epochs * n_train * g_train
+        work_val = len(cfg.seeds) * evals * n_val * g_val
+        seconds = work_train / train_rate + work_val / val_rate
         total += seconds
-        rows.append([e.name, e.model, str(epochs), str(len(cfg.seeds)), f"{tr:.1f}", f"{va:.1f}",
-                     f"{seconds / 3600:.1f}"])
-    return rows, total, n_train, n_val
+        total_gflop += work_train + work_val
+        rows.append([e.name, e.model, str(epochs), str(len(cfg.seeds)), f"{g_train:.2f}",
+                     f"{(work_train + work_val) / 1e6:.2f}", f"{seconds / 3600:.1f}"])
+    return rows, total, total_gflop / 1e6, n_train, n_val
 
 
 def estimate_cli(cfg: StudyConfig, speeds_root: str) -> int:
-    speeds = measured_speeds(Path(speeds_root))
-    rows, total, n_train, n_val = estimate(cfg, speeds)
-    header = ["experiment", "model", "epochs", "seeds", "train img/s", "val img/s", "hours"]
+    train_rate, val_rate, measured = measured_rate(Path(speeds_root), cfg.data.size)
+    rows, total, pflop, n_train, n_val = estimate(cfg, train_rate, val_rate)
+    header = ["experiment", "model", "epochs", "seeds", "train GFLOP/img", "PFLOP", "hours"]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    print(f"{cfg.name}: {n_train} train / {n_val} val images, speeds measured in {speeds_root}")
+    print(f"{cfg.name}: {n_train} train / {n_val} val images; rate measured by the runs of {speeds_root} "
+          f"({measured:.0f} s): training {train_rate:.1f} GFLOP/s, validation {val_rate:.1f} GFLOP/s")
     for r in [header, *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
-    print(f"total: {total / 3600:.1f} hours ({total / 86400:.1f} days) of training and evaluation, "
-          "not counting packing and saliency prediction")
+    print(f"total: {pflop:.1f} PFLOP, {total / 3600:.0f} hours ({total / 86400:.1f} days) of training and "
+          "evaluation at that rate, not counting packing and saliency prediction")
     return 0
