@@ -21,6 +21,8 @@ For RGB, RGBS, FanIn1 and FanIn3 at crop 128 (a 144 store) and batches of 128 it
   and 3,925 validation images).
 
 Each number is the best of --rounds rounds (the machine may be shared).
+`--ab-workers 0,1` instead alternates full-training epochs between loaders
+with 0 and 1 worker processes and prints each round.
 The store is prepared from --src (a few hundred images per class) unless
 --store names one; without --src it is made of synthetic JPEGs (speed does not
 depend on pixel values). Maps are a cheap stand-in (the grey image).
@@ -198,6 +200,31 @@ def bench_variant(name: str, store_root: Path, rt: Runtime, batch: int, steps: i
     }
 
 
+def results_epoch(store_root: Path, batch: int) -> int:
+    return Store.open(store_root / "train").count // batch * batch
+
+
+def ab_workers(name: str, store_root: Path, rt: Runtime, batch: int, rounds: int, choices: list[int]) -> list[dict]:
+    """Full-training epochs of one model alternating between loaders with
+    different worker counts, so a shared machine's load hits all alike."""
+    store = Store.open(store_root / "train")
+    torch.manual_seed(0)
+    net = create(name, store.num_classes, input_size=128).to(rt.device)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    loaders = {w: StoreLoader(store, batch, True, crop=128, with_saliency=net.uses_saliency, device=str(rt.device),
+                              workers=w) for w in choices}
+    seen: dict[int, list[tuple[float, float]]] = {w: [] for w in choices}
+    for r in range(rounds + 1):
+        for w, loader in loaders.items():
+            loader.set_epoch(r)
+            timed = TimedLoader(loader)
+            stats = train_one_epoch(net, timed, opt, rt, epoch=r + 1, epochs=rounds + 1)
+            if r:  # the first round starts the worker processes
+                seen[w].append((stats["images_per_s"], timed.waited / stats["seconds"]))
+    return [{"variant": name, "workers": w, "images_per_s": [a for a, _ in v], "loader_wait_share": [b for _, b in v]}
+            for w, v in seen.items()]
+
+
 def machine(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
@@ -244,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--compile", action="store_true", help="torch.compile the model")
     ap.add_argument("--matmul-n", type=int, default=None, help="matrix size for the peak (default 2048 CPU, 8192 CUDA)")
+    ap.add_argument("--ab-workers", default=None, metavar="A,B",
+                    help="instead: alternate full-training epochs between these loader worker counts")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = ap.parse_args(argv)
 
@@ -269,14 +298,30 @@ def main(argv: list[str] | None = None) -> int:
             what = src or f"synthetic JPEGs ({a.per_class}/{a.val_per_class} per class)"
             print(f"preparing a 144px store from {what} in {tmp} ...", file=sys.stderr)
             store_root = make_store(tmp, src, a.per_class, a.val_per_class, workers=max(1, os.cpu_count() or 1))
+        if a.ab_workers:
+            choices = [int(w) for w in a.ab_workers.split(",")]
+            print(f"machine: {machine(device)}")
+            print(f"full-training epochs of {results_epoch(store_root, a.batch)} images, alternating loader workers "
+                  f"{choices}, {a.rounds} rounds after a warm-up round")
+            print("| variant | loader workers | full training img/s per round | time waiting for the loader |")
+            print("| --- | --- | --- | --- |")
+            for name in a.variants.split(","):
+                for r in ab_workers(name, store_root, rt, a.batch, a.rounds, choices):
+                    ips = ", ".join(f"{x:.0f}" for x in r["images_per_s"])
+                    wait = ", ".join(f"{100 * x:.1f}%" for x in r["loader_wait_share"])
+                    print(f"| {name} | {r['workers']} | {ips} | {wait} |")
+            return 0
         peak_dtype = torch.bfloat16 if on_cuda else torch.float32
         n = a.matmul_n or (8192 if on_cuda else 2048)
-        peak = matmul_flops(device, peak_dtype, n, repeats=10 if on_cuda else 5)
         peak_label = f"{'bf16' if on_cuda else 'fp32'} matmul peak"
-        results = []
+        results, peak = [], 0.0
         for name in a.variants.split(","):
+            # The peak is measured again beside every variant and the best kept:
+            # on a shared machine a single early reading may catch a busy moment.
+            peak = max(peak, matmul_flops(device, peak_dtype, n, repeats=10 if on_cuda else 5))
             print(f"timing {name} ...", file=sys.stderr)
             results.append(bench_variant(name, store_root, rt, a.batch, a.steps, a.rounds, workers, a.compile))
+        peak = max(peak, matmul_flops(device, peak_dtype, n, repeats=10 if on_cuda else 5))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -285,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"settings: crop 128, batch {a.batch}, {mode}, loader workers {workers}"
           f"{', torch.compile' if a.compile else ''}; full training over "
           f"{results[0]['train_images_per_epoch']} images per epoch; best of {a.rounds} rounds")
-    print(f"measured {peak_label}: {peak / 1e9:.0f} GFLOP/s ({n}x{n}x{n})")
+    print(f"measured {peak_label}: {peak / 1e9:.0f} GFLOP/s ({n}x{n}x{n}, best reading beside the variants)")
     print()
     print(table(results, peak, peak_label))
     print()
