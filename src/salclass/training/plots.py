@@ -16,6 +16,8 @@ def _label(run: Path) -> str:
     from salclass.training.main import CONFIG_NAME
 
     name = run.name
+    if name.startswith("seed") and name[4:].isdigit():  # a study's runs/<experiment>/seed<k>
+        name = f"{run.parent.name}/{name}"
     cfg = run / CONFIG_NAME
     if cfg.is_file():
         model = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("model")
@@ -31,7 +33,7 @@ def _start_point(run: Path) -> dict | None:
     return read_json(path)["val"] if path.is_file() else None
 
 
-def _figure(width: float, height: float, rows: int = 1, cols: int = 1):
+def _figure(width: float, height: float, rows: int = 1, cols: int = 1, sharex: bool = False):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,9 +41,10 @@ def _figure(width: float, height: float, rows: int = 1, cols: int = 1):
 
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False, sharex=sharex)
     for ax in axes.flat:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelbottom=True)
     return plt, fig, axes
 
 
@@ -53,7 +56,7 @@ def plot_run(run: str | Path, out: str | Path) -> Path:
         raise UserError(f"{run}: metrics.jsonl has no epochs yet")
     start = _start_point(run)
     epochs = [m["epoch"] for m in metrics]
-    plt, fig, axes = _figure(10, 7.5, 2, 2)
+    plt, fig, axes = _figure(10, 7.5, 2, 2, sharex=True)
     panels = [("top1", "top-1 accuracy (%)", 100.0), ("top5", "top-5 accuracy (%)", 100.0), ("loss", "loss", 1.0)]
     for ax, (key, title, scale) in zip(axes.flat, panels):
         for split, style in (("train", "--"), ("val", "-")):
@@ -67,7 +70,8 @@ def plot_run(run: str | Path, out: str | Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     ax = axes[1, 1]
-    ax.step(epochs, [m["lr"] for m in metrics], where="post", color="tab:green")
+    ax.step(epochs, [m["lr"] for m in metrics], where="mid", color="tab:green",
+            marker="o" if len(epochs) < 30 else None, markersize=3)
     ax.set_yscale("log")
     ax.set_title("learning rate")
     ax.set_xlabel("epoch")
