@@ -202,3 +202,14 @@ def test_changed_settings_are_refused(study, tmp_path):
         run_study(load_study(cfg_path, ["data.train_per_class=7"]), root)
     with pytest.raises(UserError, match="other settings"):
         run_study(load_study(cfg_path, ["train.batch_size=4"]), root)
+
+
+def test_estimate_from_a_finished_study(study, run_cli):
+    cfg_path, root, _ = study
+    code, out, _ = run_cli("study", "--config", cfg_path, "--out", root / "unused", "--estimate-from", root)
+    assert code == 0 and not (root / "unused").exists()
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[2:-1]}
+    assert set(rows) == {"RGB*", "RGBS-ft", "FanIn1", "FanIn1-const"}
+    # FanIn1 carries a saliency branch: more work per image than the baseline, never less.
+    assert float(rows["FanIn1"][4]) > float(rows["RGB*"][4])
+    assert "hours" in out.splitlines()[-1]

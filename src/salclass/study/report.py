@@ -108,6 +108,10 @@ def _results_table(res: StudyResults) -> list[Block]:
                       "Δ is the experiment minus its baseline in percentage points with its 95% confidence "
                       "interval; p is McNemar's test on the paired per-image predictions; the verdict says "
                       f"whether the difference is distinguishable from noise (alpha = {cfg.alpha:g}).")]
+    classes = {len(r.class_names) for e in res.experiments.values() for r in e.runs.values()}
+    if classes and max(classes) <= 5:
+        out.append(Block("p", f"With {max(classes)} classes every run's top-5 accuracy is 100% by definition; "
+                              "only top-1 says anything here."))
     header = ["Experiment", "Model", "Start", "Epochs", "Top-1 %", "Top-5 %", "Baseline", "Δ top-1 [95% CI]",
               "Δ top-5 [95% CI]", "McNemar p", "Verdict", "Thesis top-1", "Thesis top-5"]
     for stage, title in STAGE_TITLES.items():
