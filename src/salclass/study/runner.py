@@ -105,9 +105,10 @@ def run_study(cfg: StudyConfig, root: str | Path) -> Path:
     layout = StudyLayout(root, cfg)
     layout.root.mkdir(parents=True, exist_ok=True)
     _check_same_study(layout, cfg)
-    save_settings(cfg, layout.study_yaml)
     t0 = time.monotonic()
     stages.ensure_store(cfg, layout, _say)
+    # Saved once the data exist, so a config that named a wrong folder does not lock the study folder.
+    save_settings(cfg, layout.study_yaml)
     stages.ensure_maps(cfg, layout, _say)
     stages.record_params(cfg, layout)
     stages.record_saliency_metrics(cfg, layout, _say)
