@@ -140,6 +140,19 @@ def test_mean_subtraction(tiny_store):
     assert abs(float(sub.image.mean())) < abs(float(plain.image.mean()))
 
 
+def test_mean_subtraction_with_the_training_split_means(tiny_store):
+    train, val = Store.open(tiny_store / "train"), Store.open(tiny_store / "val")
+    assert not np.allclose(train.mean, val.mean)
+    plain = next(iter(StoreLoader(val, 12, train=False)))
+    sub = next(iter(StoreLoader(val, 12, train=False, mean_subtract=True, mean=train.mean,
+                                saliency_mean=train.saliency_mean)))
+    mean = torch.tensor(train.mean, dtype=torch.float32).view(1, 3, 1, 1)
+    assert torch.allclose(sub.image, plain.image - mean, atol=1e-6)
+    assert torch.allclose(sub.saliency, plain.saliency - train.saliency_mean, atol=1e-6)
+    with pytest.raises(UserError, match="one value per RGB channel"):
+        StoreLoader(val, 12, train=False, mean=[0.5])
+
+
 def test_saliency_requests(tiny_store_no_saliency, tiny_store):
     with pytest.raises(UserError, match="saliency"):
         StoreLoader(tiny_store_no_saliency / "train", 8, train=True)

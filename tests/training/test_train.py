@@ -150,3 +150,18 @@ def test_evaluate_cli_and_plots(tmp_path: Path, rgb_run: Path, tiny_store: Path,
     assert code == 0, err
     with Image.open(tmp_path / "many.png") as im:
         assert im.size[0] > 500
+
+
+def test_mean_subtracted_run_uses_the_training_means_everywhere(tmp_path: Path, tiny_store: Path, small_config):
+    from salclass.data import Store
+
+    run = train(small_config(tiny_store, tmp_path / "rgbs_mean", model="RGBS", mean_subtract=True, epochs=1,
+                             milestones=[1]))
+    ckpt = load_checkpoint(run / "checkpoint.pt", "salclass.classifier")
+    tr, va = Store.open(tiny_store / "train"), Store.open(tiny_store / "val")
+    assert ckpt["input_mean"] == pytest.approx([float(v) for v in tr.mean])
+    assert ckpt["saliency_mean"] == pytest.approx(tr.saliency_mean)
+    assert not np.allclose(tr.mean, va.mean)
+    # Evaluating the checkpoint later shifts the val images by the same (training) means as the run did.
+    r = evaluate_run(run, tiny_store / "val", out=tmp_path / "eval")
+    assert r["loss"] == pytest.approx(read_metrics(run)[-1]["val"]["loss"], rel=1e-6)

@@ -24,7 +24,7 @@ with one batched gather (`crop_flip`), which moves fewer bytes than floats.
 from __future__ import annotations
 
 import os
-from typing import Iterator, NamedTuple
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -193,7 +193,10 @@ class StoreLoader:
 
     def __init__(self, store: Store | str | os.PathLike, batch_size: int, train: bool, crop: int | None = None,
                  seed: int = 0, mean_subtract: bool = False, with_saliency: bool = True, rank: int = 0,
-                 world_size: int = 1, device: str | torch.device = "cpu", workers: int = 0):
+                 world_size: int = 1, device: str | torch.device = "cpu", workers: int = 0,
+                 mean: Sequence[float] | None = None, saliency_mean: float | None = None):
+        """`mean` / `saliency_mean` are what `mean_subtract` subtracts; by default this store's own. Validation
+        loaders should be given the training split's values, so both splits are shifted alike."""
         store = store if isinstance(store, Store) else Store.open(store)
         crop = default_crop(store.size) if crop is None else int(crop)
         if not 1 <= crop <= store.size:
@@ -218,8 +221,11 @@ class StoreLoader:
                                      crop_here=self.device.type == "cpu")
         self._sampler = _EpochSampler(len(self._source))
         self._loader: DataLoader | None = None
-        self._mean = torch.tensor(store.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self._sal_mean = float(store.saliency_mean or 0.0)
+        mean = store.mean if mean is None else mean
+        if len(mean) != 3:
+            raise UserError(f"mean {list(mean)}: expected one value per RGB channel")
+        self._mean = torch.tensor(np.asarray(mean, dtype=np.float32), device=self.device).view(1, 3, 1, 1)
+        self._sal_mean = float((store.saliency_mean if saliency_mean is None else saliency_mean) or 0.0)
 
     def set_epoch(self, epoch: int) -> None:
         if epoch < 0:

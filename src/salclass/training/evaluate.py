@@ -73,7 +73,8 @@ def evaluate_run(run_or_ckpt: str | Path, store_split: str | Path, out: str | Pa
     net = net.to(dev)
     on_cuda = dev.type == "cuda"
     loader = StoreLoader(store, batch_size, False, crop=size, mean_subtract=bool(ckpt.get("mean_subtract", False)),
-                         with_saliency=net.uses_saliency, device=str(dev) if on_cuda else "cpu")
+                         with_saliency=net.uses_saliency, device=str(dev) if on_cuda else "cpu",
+                         mean=ckpt.get("input_mean"), saliency_mean=ckpt.get("saliency_mean"))
     rt = Runtime(dev, world, torch.bfloat16 if on_cuda else None, progress=progress)
     metrics, pred = evaluate(net, loader, rt, keep_predictions=True, desc="evaluate")
 

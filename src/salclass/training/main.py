@@ -294,7 +294,8 @@ class _Run:
         per_rank = cfg.batch_size // world.world_size
         loader_device = str(self.device) if on_cuda else "cpu"
         common = dict(crop=crop, seed=cfg.seed, mean_subtract=cfg.mean_subtract, with_saliency=needs_saliency,
-                      rank=world.rank, world_size=world.world_size, device=loader_device, workers=workers)
+                      rank=world.rank, world_size=world.world_size, device=loader_device, workers=workers,
+                      mean=train_store.mean, saliency_mean=train_store.saliency_mean)
         train_loader = StoreLoader(train_store, per_rank, True, **common)
         val_loader = StoreLoader(val_store, per_rank, False, **common)
         attention = None
@@ -390,6 +391,9 @@ class _Run:
             "store_identity": store_identity,
             "uses_saliency": bool(net.uses_saliency),
             "mean_subtract": self.cfg.mean_subtract,
+            # What mean subtraction removed in training, so evaluation on any split shifts inputs alike.
+            "input_mean": [float(v) for v in train_store.mean],
+            "saliency_mean": float(train_store.saliency_mean or 0.0),
             "epoch": epoch,
             "model": net.state_dict(),
             "optimizer": optimizer.state_dict(),
