@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 # The CPU build of PyTorch; a GPU user sets TORCH_SPEC (see README).
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+DATA ?= ../shared/data
 
 .PHONY: demo test bench clean-venv
 
@@ -15,7 +16,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
+# The full Imagenette store (for `salclass train` on all of it; skipped once complete), then the quick study.
 demo: $(STAMP)
+	{ $(VENV)/bin/salclass inspect out/imagenette-144/train && \
+	  $(VENV)/bin/salclass inspect out/imagenette-144/val; } >/dev/null 2>&1 || \
+		$(VENV)/bin/salclass prepare $(DATA)/imagenette out/imagenette-144 --size 144
+	$(VENV)/bin/salclass inspect out/imagenette-144/train --json
 	$(VENV)/bin/salclass study --config configs/study/quick.yaml --out out/quick
 
 test: $(STAMP)
