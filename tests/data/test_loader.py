@@ -35,7 +35,7 @@ def test_image_and_map_get_the_same_crop_and_flip(red_map_store):
         for b in loader:
             assert b.image.shape == (16, 3, 128, 128) and b.saliency.shape == (16, 1, 128, 128)
             assert torch.equal(b.saliency[:, 0], b.image[:, 0])
-            for k in range(4):
+            for k in range(len(b.index)):
                 raw = red_map_store.images[int(b.index[k])]
                 got = (b.image[k].permute(1, 2, 0) * 255).round().byte().numpy()
                 plain, mirrored = _is_crop_of(got, raw), _is_crop_of(got, raw[:, ::-1])
@@ -163,3 +163,56 @@ def test_saliency_requests(tiny_store_no_saliency, tiny_store):
     with pytest.raises(UserError):
         StoreLoader(tiny_store / "train", 8, train=True, crop=200)
     assert (default_crop(144), default_crop(256), default_crop(64)) == (128, 227, 64)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_the_caller_keeps_are_never_reused(tiny_store, workers):
+    # The loader recycles its arrays once nothing refers to them; batches still held must keep their pixels.
+    loader = StoreLoader(tiny_store / "train", 8, train=True, seed=5, workers=workers)
+    kept = list(loader)
+    views = [b.image[:, 1:] for b in loader]  # a view alone keeps its batch's memory too
+    expect = _collect(StoreLoader(tiny_store / "train", 8, train=True, seed=5))
+    assert len(kept) == len(expect) > 3
+    for batch, view, ref in zip(kept, views, expect):
+        assert all(torch.equal(t, u) for t, u in zip(batch, ref))
+        assert torch.equal(view, ref[0][:, 1:])
+
+
+def test_loading_leaves_the_global_rng_alone(tiny_store):
+    # Training relies on it: dropout draws from that generator, and a resumed run must draw the same.
+    state = torch.get_rng_state()
+    for workers in (0, 2):
+        list(StoreLoader(tiny_store / "train", 8, train=True, workers=workers))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_worker_error_reaches_the_caller_and_threads_stop(tiny_store, monkeypatch):
+    import threading
+
+    from salclass.data import loader as loader_module
+
+    before = threading.active_count()
+    make = loader_module._BatchSource.make
+
+    def broken(self, epoch, i, pool):
+        if i == 3:
+            raise OSError("disk went away")
+        return make(self, epoch, i, pool)
+
+    monkeypatch.setattr(loader_module._BatchSource, "make", broken)
+    loader = StoreLoader(tiny_store / "train", 8, train=True, workers=2)
+    seen = 0
+    with pytest.raises(OSError, match="disk went away"):
+        for _ in loader:
+            seen += 1
+    assert seen == 3
+    monkeypatch.setattr(loader_module._BatchSource, "make", make)
+    it = iter(loader)
+    next(it)
+    it.close()  # a caller that stops early
+    assert threading.active_count() == before
+
+
+def test_negative_workers_is_a_user_error(tiny_store):
+    with pytest.raises(UserError, match="workers"):
+        StoreLoader(tiny_store / "train", 8, train=True, workers=-1)

@@ -108,27 +108,6 @@ class AttentionLoss:
         self._handle.remove()
 
 
-_END = object()
-
-
-def _batches(loader):
-    """The loader's batches, fetched without moving torch's global RNG.
-
-    A torch DataLoader draws its workers' base seed from the global generator
-    whenever an iterator starts, and a resumed run starts its iterators at
-    another epoch than an uninterrupted one; dropout, which draws from that
-    generator too, would then differ after a resume. The loader's own
-    randomness depends only on (seed, epoch), so nothing is lost.
-    """
-    it = iter(loader)
-    while True:
-        with torch.random.fork_rng(devices=[]):
-            batch = next(it, _END)
-        if batch is _END:
-            return
-        yield batch
-
-
 def _topk_hits(logits: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     k = min(5, logits.shape[1])
     top = logits.topk(k, dim=1).indices
@@ -162,7 +141,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer: torch.optim.Optimizer, 
     sums = torch.zeros(5, dtype=torch.float64, device=rt.device)
     start = time.perf_counter()
     with _bar(loader, f"epoch {epoch}/{epochs} train", rt) as bar:
-        for i, batch in enumerate(_batches(loader), 1):
+        for i, batch in enumerate(loader, 1):
             image, saliency, label = rt.inputs(batch)
             with rt.autocast():
                 logits = model(image, saliency)
@@ -230,7 +209,7 @@ def evaluate(model: nn.Module, loader, rt: Runtime, *, keep_predictions: bool = 
     kept: dict[str, list] = {"index": [], "label": [], "top5": [], "correct1": [], "correct5": []}
     start = time.perf_counter()
     with _bar(loader, desc, rt) as bar:
-        for batch in _batches(loader):
+        for batch in loader:
             image, saliency, label = rt.inputs(batch)
             with rt.autocast():
                 logits = model(image, saliency)
