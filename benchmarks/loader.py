@@ -5,10 +5,11 @@
 Prints, for the Imagenette train split at S=144:
 - images/s of one training epoch through the store (StoreLoader, random crop
   128 + flip applied jointly to image and saliency map, float tensors out),
-  in-process and with --workers loader processes;
+  in the calling thread and with --workers loader threads;
 - images/s of the naive pipeline: Pillow opens each JPEG, converts to RGB,
   resizes the short side to 144, centre-crops, random-crops 128, flips, makes a
-  float tensor -- with the same number of worker processes;
+  float tensor -- in as many torch DataLoader worker processes, the usual
+  way to spread decoding over the cores;
 - their ratio;
 - the store's read throughput in GB/s (uint8 bytes of images + maps gathered per
   second), next to a plain in-memory copy of the same number of bytes.
@@ -76,8 +77,8 @@ def _add_gray_maps(split: Path) -> None:
 
 
 def _time_store_epochs(store: Store, batch_size: int, workers: int, epochs: int) -> tuple[list[float], list[float]]:
-    """images/s of `epochs` training epochs (after one untimed epoch that starts the
-    workers), and this process's CPU seconds per image (all of it when workers=0)."""
+    """images/s of `epochs` training epochs (after an untimed one), and the CPU
+    seconds per image of this process, loader threads included."""
     loader = StoreLoader(store, batch_size, train=True, seed=0, with_saliency=store.has_saliency, workers=workers)
     rates, cpu = [], []
     for epoch in range(epochs + 1):
@@ -175,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--src", default=str(REPO.parent / "shared" / "data" / "imagenette"))
     p.add_argument("--size", type=int, default=144)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="loader threads of the store path and worker processes of the naive path")
     p.add_argument("--naive-images", type=int, default=3000, help="images timed on the naive path (0: all)")
     p.add_argument("--epochs", type=int, default=3, help="store epochs timed (the median is reported)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -220,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     maps = "image+map" if store.has_saliency else "image only (store has no maps)"
     print(f"store   {store.path}: {store.count} images, S={store.size}, crop {crop}, {maps}, batch {a.batch_size}")
     for w, r in store_rates.items():
-        print(f"store epoch, {w} loader workers    {r:10.0f} images/s  ({store.count / r:.2f} s per epoch, "
+        print(f"store epoch, {w} loader threads    {r:10.0f} images/s  ({store.count / r:.2f} s per epoch, "
               f"median of {a.epochs})")
     print(f"naive Pillow, {a.workers} workers        {naive_rate:10.0f} images/s  "
           f"(median of 3 slices of {n_naive} images; ~{store.count / naive_rate:.0f} s per epoch)")

@@ -22,7 +22,7 @@ For RGB, RGBS, FanIn1 and FanIn3 at crop 128 (a 144 store) and batches of 128 it
 
 Each number is the best of --rounds rounds (the machine may be shared).
 `--ab-workers 0,1` instead alternates full-training epochs between loaders
-with 0 and 1 worker processes and prints each round.
+with 0 and 1 loader threads and prints each round.
 The store is prepared from --src (a few hundred images per class) unless
 --store names one; without --src it is made of synthetic JPEGs (speed does not
 depend on pixel values). Maps are a cheap stand-in (the grey image).
@@ -219,7 +219,7 @@ def ab_workers(name: str, store_root: Path, rt: Runtime, batch: int, rounds: int
             loader.set_epoch(r)
             timed = TimedLoader(loader)
             stats = train_one_epoch(net, timed, opt, rt, epoch=r + 1, epochs=rounds + 1)
-            if r:  # the first round starts the worker processes
+            if r:  # the first round warms caches and the allocator
                 seen[w].append((stats["images_per_s"], timed.waited / stats["seconds"]))
     return [{"variant": name, "workers": w, "images_per_s": [a for a, _ in v], "loader_wait_share": [b for _, b in v]}
             for w, v in seen.items()]

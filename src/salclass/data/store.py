@@ -5,7 +5,7 @@ Layout (docs/ARCHITECTURE.md, section 1): `meta.json`, `images.npy` uint8
 `saliency.npy` uint8 (N,S,S) with `saliency.json`.
 
 Plain .npy files are used because the raw layout needs no decoding at training
-time, any process can memory-map them read-only (loader workers and DDP ranks
+time, any process can memory-map them read-only (loader threads and DDP ranks
 share the page cache instead of each holding a copy), row i sits at a fixed
 byte offset so random access by index is one seek, and numpy can create them
 preallocated on disk (`open_memmap`) so writing needs constant memory.
