@@ -295,12 +295,12 @@ class StoreLoader:
                 yield source.make(epoch, i, pool)
             return
         pin = self.device.type == "cuda"
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="salclass-loader") as pool_threads:
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="salclass-loader") as threads:
             ahead: deque[Future] = deque()
             try:
                 for i in range(count):
                     while len(ahead) < 2 * self.workers and i + len(ahead) < count:
-                        ahead.append(pool_threads.submit(_make, source, epoch, i + len(ahead), pool, pin))
+                        ahead.append(threads.submit(_make, source, epoch, i + len(ahead), pool, pin))
                     yield ahead.popleft().result()
             finally:
                 for f in ahead:
