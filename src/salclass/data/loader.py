@@ -169,7 +169,7 @@ class _BatchSource:
                 self._epoch_draws = (epoch, _epoch_draws(self.seed, epoch, self.n, self.size, self.crop))
             return self._epoch_draws[1]
 
-    def batch_plan(self, epoch: int, i: int) -> _Plan:
+    def plan_for(self, epoch: int, i: int) -> _Plan:
         positions = self.plan[i]
         if not self.train:
             oy = np.full(len(positions), (self.size - self.crop) // 2)
@@ -181,7 +181,7 @@ class _BatchSource:
 
     def make(self, epoch: int, i: int, pool: _ArrayPool) -> dict:
         """A finished float batch (crop_here) or the uint8 rows to crop on the device."""
-        p = self.batch_plan(epoch, i)
+        p = self.plan_for(epoch, i)
         out = {"label": torch.from_numpy(self.labels[p.rows]), "index": torch.from_numpy(p.rows.astype(np.int64))}
         if self.crop_here:
             out["image"] = self._floats(self.images, p, pool, self.mean)
