@@ -148,6 +148,8 @@ class StudyConfig:
     epoch_scale: float = 1.0
     epochs: int = 90  # default length of a run, thesis scale
     milestones: list[int] = field(default_factory=lambda: [24, 45, 62])
+    # conv -> ReLU -> BN (the thesis's) or conv -> BN -> ReLU, for every network of the study.
+    block_order: Literal["relu-bn", "bn-relu"] = "relu-bn"
     train: dict = field(default_factory=dict)  # training settings applied to every run (batch_size, device...)
     experiments: list[Experiment] = field(default_factory=list)
     comparisons: list[ComparisonSettings] = field(default_factory=list)
@@ -171,6 +173,8 @@ class StudyConfig:
             raise ValueError(f"bootstrap must be >= 100 resamples, got {self.bootstrap}")
         if not self.experiments:
             raise ValueError("experiments: the study lists no experiments")
+        if "block_order" in self.train or any("block_order" in e.train for e in self.experiments):
+            raise ValueError("block_order: set it once at the top level of the study (every network shares it)")
         names = [e.name for e in self.experiments]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
