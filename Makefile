@@ -30,6 +30,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/loader.py
 	$(PY) benchmarks/train_speed.py
+	$(PY) benchmarks/verdicts.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -25,6 +25,10 @@ two independent runs the measured disagreement); a run shifts every image's
 logit(q) by u ~ N(0, s^2), with s chosen so that the simulated top-1 varies over
 seeds by sigma. `--images`, `--sd`, `--accuracy` and `--disagreement` move the
 simulation away from the measured values to see how the rates depend on them.
+`--network-spread T` gives every network its own per-image strengths (each
+image's logit(q) moved by N(0, T^2) per network, the same for all its seeds),
+so that two networks of equal accuracy still differ image by image: then the
+choice of validation images matters on its own.
 
 Printed, for 1, 3 and 5 seeds (--seeds): the share of comparisons that get a
 false verdict (as reported, after Holm's adjustment over the family; and for
@@ -81,14 +85,15 @@ def measure_noise(root: Path) -> dict:
 class NullWorld:
     """Draws validation sets and trained runs that differ only by chance."""
 
-    def __init__(self, accuracy: float, disagreement: float, sd: float, images: int, rng: np.random.Generator):
+    def __init__(self, accuracy: float, disagreement: float, sd: float, images: int, rng: np.random.Generator,
+                 network_spread: float = 0.0):
         p = accuracy
         var_q = p * (1 - p) - disagreement / 2
         if not 0 < var_q < p * (1 - p):
             raise SystemExit(f"verdicts: disagreement {disagreement:.3f} does not fit accuracy {p:.3f}")
         conc = p * (1 - p) / var_q - 1
         self.a, self.b = p * conc, (1 - p) * conc
-        self.images, self.rng = images, rng
+        self.images, self.rng, self.network_spread = images, rng, network_spread
         # Shift size s: pick it so that top-1 over seeds has the target SD on average (Bernoulli part included).
         probe = np.random.default_rng(12345)
         q = probe.beta(self.a, self.b, 20000)
@@ -109,8 +114,10 @@ class NullWorld:
         return special.logit(np.clip(q, 1e-9, 1 - 1e-9))
 
     def runs(self, logit_q: np.ndarray, seeds: int) -> np.ndarray:
+        """`seeds` runs of one network: its own per-image strengths, then one shift per run."""
+        mine = logit_q + self.network_spread * self.rng.standard_normal(logit_q.size)
         u = self.s * self.rng.standard_normal((seeds, 1))
-        return self.rng.random((seeds, logit_q.size)) < special.expit(logit_q[None, :] + u)
+        return self.rng.random((seeds, logit_q.size)) < special.expit(mine[None, :] + u)
 
 
 def simulate(world: NullWorld, experiments: list[str], pairs: list[tuple[str, str]], seeds: int, studies: int,
@@ -154,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--accuracy", type=float, help="mean top-1 in percent (default: as measured)")
     ap.add_argument("--disagreement", type=float,
                     help="percent of images two runs disagree on (default: as measured)")
+    ap.add_argument("--network-spread", type=float, default=0.0,
+                    help="SD of each network's own per-image logit shifts (default 0: networks differ only by seed)")
     ap.add_argument("--record", action="store_true", help=f"save the noise measured on --noise to {RECORD.name}")
     ap.add_argument("--rng", type=int, default=0, help="seed of the simulation")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
@@ -175,14 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     sd = (a.sd / 100 if a.sd is not None else noise["sd"])
     accuracy = (a.accuracy / 100 if a.accuracy is not None else noise["accuracy"])
     disagreement = a.disagreement / 100 if a.disagreement is not None else noise["disagreement"]
-    world = NullWorld(accuracy, disagreement, sd, images, np.random.default_rng(a.rng))
+    world = NullWorld(accuracy, disagreement, sd, images, np.random.default_rng(a.rng), a.network_spread)
     t0 = time.perf_counter()
     rows = [simulate(world, experiments, pairs, int(k), a.studies, cfg.alpha) for k in a.seeds.split(",")]
     out = {
         "noise": noise,
         "simulation": {"study": cfg.name, "experiments": len(experiments), "comparisons_per_study": len(pairs),
                        "alpha": cfg.alpha, "images": images, "accuracy": accuracy, "sd": sd,
-                       "disagreement": disagreement, "run_shift_s": world.s, "rng": a.rng,
+                       "disagreement": disagreement, "network_spread": a.network_spread, "run_shift_s": world.s,
+                       "rng": a.rng,
                        "seconds": time.perf_counter() - t0, "load_average": os.getloadavg()},
         "rows": rows,
         "false_positive_rate": {str(r["seeds"]): r["false_positive_rate"] for r in rows},
@@ -197,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{100 * n['sd']:.2f} points, two runs disagree on {100 * n['disagreement']:.1f}% of the images.")
     print(f"Simulated: {a.studies} null studies per seed count shaped like {cfg.name} ({len(experiments)} experiments, "
           f"{len(pairs)} comparisons each), {images} images, top-1 {100 * accuracy:.1f}%, run-to-run SD "
-          f"{100 * sd:.2f} points, disagreement {100 * disagreement:.1f}%, alpha {cfg.alpha:g}; "
+          f"{100 * sd:.2f} points, disagreement {100 * disagreement:.1f}%, network spread {a.network_spread:g}, "
+          f"alpha {cfg.alpha:g}; "
           f"{out['simulation']['seconds']:.0f} s, load average "
           f"{os.getloadavg()[0]:.1f}.")
     print()

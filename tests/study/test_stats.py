@@ -54,7 +54,7 @@ def test_clearly_better_over_seeds_is_detected_and_reversed_is_worse():
     better = _better(base)
     cmp_ = _decided(stats.compare(better, base))[0]
     assert cmp_.method == stats.SEEDS_T and cmp_.top1.over == "seeds+images"
-    assert cmp_.top1.low > 0.0 and cmp_.p < 1e-3
+    assert cmp_.top1.low > 0.0 and cmp_.p < 0.01
     assert cmp_.verdict == stats.BETTER
     assert _decided(stats.compare(base, better))[0].verdict == stats.WORSE
 
@@ -80,7 +80,7 @@ def test_seeds_images_t_by_hand():
     x = v.astype(float) - b
     d, xbar = x.mean(1), x.mean(0)  # per seed [0.5, 0.25]; per image [0.5, 0, 0, 1]
     v1, v2 = d.var(ddof=1) / 2, xbar.var(ddof=1) / 4
-    df = (v1 + v2) ** 2 / (v1 ** 2 / 1 + v2 ** 2 / 3)
+    df = 1  # seeds - 1
     iv, p = stats.seeds_images_t(v, b)
     assert iv.diff == pytest.approx(0.375) and iv.se == pytest.approx(math.sqrt(v1 + v2))
     assert iv.df == pytest.approx(df)
@@ -89,6 +89,20 @@ def test_seeds_images_t_by_hand():
     assert iv.high - iv.diff == pytest.approx(sps.t.ppf(0.975, df) * math.sqrt(v1 + v2))
     with pytest.raises(ValueError):
         stats.seeds_images_t(v[:1], b[:1])
+
+
+def test_needed_difference_is_holms_first_step_at_the_standard_error():
+    from dataclasses import replace
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(3)
+    c = stats.compare(rng.random((5, 300)) < 0.5, rng.random((5, 300)) < 0.5)
+    c = replace(c, family=29)
+    assert stats.needed_difference(c, 0.05) == pytest.approx(sps.t.ppf(1 - 0.05 / 58, 4) * c.top1.se)
+    # a difference of exactly that size (and a hair more) at that standard error passes Holm's first step
+    p_at = 2 * sps.t.sf(stats.needed_difference(c, 0.05) * 1.0001 / c.top1.se, 4)
+    assert p_at * 29 < 0.05
+    assert stats.needed_difference(stats.compare(rng.random(300) < 0.5, rng.random(300) < 0.5), 0.05) is None
 
 
 def test_holm_by_hand():

@@ -80,7 +80,7 @@ def _family_note(res: StudyResults) -> list[Block]:
                  "was not measured, so they get no verdict. Their interval (paired bootstrap over images) and p "
                  "(McNemar's test) cover only the choice of validation images; a difference of several points "
                  "between two single runs can be training noise alone (docs/study.md, \"How verdicts are made\"). "
-                 "Run the study with at least 3 seeds for verdicts.")
+                 "Verdicts need several seeds: the shipped thesis studies use 5.")
     return [Block("p", text)]
 
 
@@ -380,10 +380,16 @@ def conclusions(res: StudyResults) -> list[Block]:
     n_seeds = max(len(p.seeds) for p in done)
     if widths:
         covers = "the choice of images and training noise" if n_seeds >= 2 else "the choice of images only"
-        out.append(Block("p", f"Resolution: with {images} validation images and {n_seeds} seed(s), the 95% "
-                              f"intervals (covering {covers}) of the pairs that disagree on some image are about "
-                              f"±{float(np.median(widths)):.1f} points wide (median), so smaller differences "
-                              "cannot be told from noise in this study."))
+        text = (f"Resolution: with {images} validation images and {n_seeds} seed(s), the 95% intervals (covering "
+                f"{covers}) of the pairs that disagree on some image are about ±{float(np.median(widths)):.1f} "
+                "points wide (median), so smaller differences cannot be told from noise in this study.")
+        needed = [100.0 * stats.needed_difference(p.result, res.cfg.alpha) for p in done
+                  if p.result.can_decide and p.result.top1.se]
+        if needed:
+            text += (f" After the adjustment for {done[0].result.family} comparisons, a verdict needs a difference "
+                     f"of about {float(np.median(needed)):.1f} points (median over the pairs; the first step of "
+                     f"Holm's method at {n_seeds} seeds). More seeds narrow both.")
+        out.append(Block("p", text))
 
     margin = res.cfg.equivalence_margin
     claims, answers = [], []
@@ -480,8 +486,8 @@ def _method(cfg: StudyConfig) -> list[Block]:
                 "evaluated on the same validation images, so their predictions are compared image by image.",
                 "Several seeds: the difference of the means is tested with a t-test whose variance has two "
                 "parts, the spread of the per-seed differences (training noise) and the spread of the per-image "
-                "differences averaged over seeds (the choice of images), with Welch-Satterthwaite degrees of "
-                "freedom; the 95% interval is the matching t interval.",
+                "differences averaged over seeds (the choice of images), and as many degrees of freedom as "
+                "there are seeds less one; the 95% interval is the matching t interval.",
                 "One seed: no verdict. The interval is a paired bootstrap over the validation images and p is "
                 "McNemar's test on the images only one of the two gets right (exact below 25 such images); both "
                 "ignore training noise, which one run per network cannot measure.",
