@@ -74,7 +74,11 @@ def test_matches_pysaliency_on_osie(reference, key):
             "sim": M.sim(m, maps[name]["other"]),
         }
         for metric, value in got.items():
-            assert value == pytest.approx(expected[metric][i], rel=1e-9, abs=1e-9), (key, name, metric)
+            # The centre map is full of values that are equal in exact arithmetic but may differ in the last
+            # bit, depending on numpy's exp (the reference was made with numpy 2.3.5; 2.4 rounds some of them
+            # the other way). A pixel whose value moves across a fixated one shifts the AUCs by about 1e-7.
+            tol = 1e-6 if key == "centre" and metric.startswith("auc") else 1e-9
+            assert value == pytest.approx(expected[metric][i], rel=tol, abs=tol), (key, name, metric)
 
 
 def test_information_gain_matches_pysaliency(reference):

@@ -79,7 +79,11 @@ def test_seeds_images_t_by_hand():
     b = np.array([[0, 1, 0, 0], [1, 0, 0, 0]], bool)
     x = v.astype(float) - b
     d, xbar = x.mean(1), x.mean(0)  # per seed [0.5, 0.25]; per image [0.5, 0, 0, 1]
-    v1, v2 = d.var(ddof=1) / 2, xbar.var(ddof=1) / 4
+    # residuals of the two-way layout: x - d[k] - xbar[i] + mean, mean square over (4-1)(2-1) = 3
+    res = x - d[:, None] - xbar[None, :] + x.mean()
+    ms_e = (res ** 2).sum() / 3
+    v1, v2 = d.var(ddof=1) / 2, xbar.var(ddof=1) / 4 - ms_e / 8
+    assert v2 > 0  # this case has a real image part
     df = 1  # seeds - 1
     iv, p = stats.seeds_images_t(v, b)
     assert iv.diff == pytest.approx(0.375) and iv.se == pytest.approx(math.sqrt(v1 + v2))

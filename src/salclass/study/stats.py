@@ -8,18 +8,19 @@ order, dropout). docs/study.md ("How verdicts are made") argues the choices
 below; benchmarks/verdicts.py measures their false-positive rates.
 
 Several seeds: the seeds-and-images t-test
-    x[k, i] = variant correct - baseline correct on image i with seed k (-1, 0, 1).
-    The estimate is D = mean of x. Its variance has a training part, estimated
-    by the spread of the per-seed differences d[k] = mean_i x[k, i]
-    (V_seeds = var(d) / K), and an image part, estimated by the spread of the
-    per-image differences averaged over seeds (V_images = var_i(mean_k x) / N).
-    Each estimate also contains the seed-by-image noise once, so their sum errs
-    on the side of too wide. D / sqrt(V_seeds + V_images) is referred to a t
-    distribution with K - 1 degrees of freedom, those of the training part:
-    with its redundant share of noise, the image part would otherwise buy
-    degrees of freedom the data do not have (Welch-Satterthwaite degrees of
-    freedom let 7.7% of null comparisons through at 3 seeds in the simulation of
-    benchmarks/verdicts.py). Interval: D +- t * sqrt(V).
+    x[k, i] = variant correct - baseline correct on image i with seed k (-1, 0, 1),
+    K seeds by N images, a two-way layout. The estimate is D = mean of x. Its
+    variance has a training part, var(d) / K with d[k] = mean_i x[k, i] (the
+    per-seed differences), and an image part: the spread of the per-image
+    differences averaged over seeds, var_i(mean_k x) / N, less the seed-by-image
+    noise it shares with the training part (the residual mean square of the
+    two-way layout over N K; the part is never taken below 0). This is the
+    usual random-effects estimate of the variance of a grand mean. D / sqrt(V)
+    is referred to a t distribution with K - 1 degrees of freedom, those of the
+    training part: the image part is estimated far more precisely, so giving it
+    no degrees of freedom of its own errs on the safe side, where
+    Welch-Satterthwaite degrees of freedom let 7.7% of null comparisons through
+    at 3 seeds (benchmarks/verdicts.py). Interval: D +- t * sqrt(V).
 
 One seed: no verdict
     The training noise cannot be measured from one run per network, so no
@@ -185,8 +186,13 @@ def seeds_images_t(variant_correct, baseline_correct, *, level: float = 0.95) ->
     if k < 2:
         raise ValueError("the seeds+images test needs at least 2 seeds; with one seed give no verdict")
     diff = float(x.mean())
-    v_seeds = float(x.mean(axis=1).var(ddof=1)) / k
-    v_images = float(x.mean(axis=0).var(ddof=1)) / n if n > 1 else 0.0
+    per_seed, per_image = x.mean(axis=1), x.mean(axis=0)
+    v_seeds = float(per_seed.var(ddof=1)) / k
+    v_images = 0.0
+    if n > 1:
+        residual = x - per_seed[:, None] - per_image[None, :] + diff
+        ms_error = float((residual ** 2).sum()) / ((n - 1) * (k - 1))
+        v_images = max(0.0, float(per_image.var(ddof=1)) / n - ms_error / (n * k))
     var = v_seeds + v_images
     if var <= 0.0:
         # Every seed and image differs by exactly the same amount: nothing to be uncertain about.
