@@ -109,3 +109,80 @@ def tiny_store(tmp_path_factory, tiny_source) -> Path:
             writer.write(start, contrast_maps(images[start:start + 32]))
         writer.finish()
     return root
+
+
+# --- a second process, held at a chosen point ------------------------------
+
+_BLOCKED_MAIN = r"""
+import functools, importlib, sys, time
+from pathlib import Path
+
+module, name, flag = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+mod = importlib.import_module(module)
+original = getattr(mod, name)
+
+@functools.wraps(original)
+def held(*args, **kwargs):
+    if not flag.with_suffix(".go").exists():
+        flag.write_text("reached")
+        while not flag.with_suffix(".go").exists():
+            time.sleep(0.05)
+    return original(*args, **kwargs)
+
+setattr(mod, name, held)
+from salclass.cli import main
+sys.argv = ["salclass"] + sys.argv[4:]
+sys.exit(main())
+"""
+
+
+class BlockedCommand:
+    """`salclass ARGS` in a subprocess that stops at its first call of
+    `module.function` until `release()`: a concurrent writer or reader caught
+    in the middle of its work."""
+
+    def __init__(self, tmp_path: Path, hold_at: str, *args):
+        import subprocess
+        import sys
+        import time
+
+        module, name = hold_at.rsplit(".", 1)
+        self.flag = tmp_path / f"held-{name}-{time.monotonic_ns()}.flag"
+        self.proc = subprocess.Popen([sys.executable, "-c", _BLOCKED_MAIN, module, name, str(self.flag),
+                                      *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not self.flag.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                out, err = self.proc.communicate(timeout=5) if self.proc.poll() is not None else ("", "")
+                self.proc.kill()
+                raise AssertionError(f"the held command never reached {hold_at}: {err[-2000:]}")
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def release(self, timeout: float = 300) -> tuple[int, str, str]:
+        self.flag.with_suffix(".go").write_text("go")
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+@pytest.fixture
+def blocked_command(tmp_path):
+    """blocked_command("module.function", *salclass_args) -> BlockedCommand; killed at the test's end."""
+    started = []
+
+    def start(hold_at: str, *args) -> BlockedCommand:
+        cmd = BlockedCommand(tmp_path, hold_at, *args)
+        started.append(cmd)
+        return cmd
+
+    yield start
+    for cmd in started:
+        cmd.stop()

@@ -9,6 +9,7 @@ exit code 2.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from salclass.errors import UserError
@@ -234,15 +235,25 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"salclass: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("salclass: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        # TrainingInterrupted carries the signal; a plain Ctrl-C is SIGINT. 128 + signal, as a shell reports it.
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"salclass: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
     except BrokenPipeError:
         # The reader went away (`salclass inspect ... | head`): not an error of ours.
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:
+        from salclass.io import WRITE_ERRNOS
+
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        print(f"salclass: error: {e.filename or 'a file'}: cannot write ({e.strerror}); nothing was marked complete",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

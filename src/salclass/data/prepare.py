@@ -22,6 +22,7 @@ import sys
 import time
 import zlib
 from collections import deque
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from salclass.data.store import (IDS, IMAGES, LABELS, META, REJECTED, SALIENCY, 
                                  STORE_VERSION, Store)
 from salclass.errors import UserError
 from salclass.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from salclass.lock import LOCK_NAME, folder_lock
 
 SPLITS = ("train", "val")
 PROGRESS = "progress.json"
@@ -207,7 +209,7 @@ def _status(split_dir: Path) -> tuple[str, dict | None]:
         return "foreign", None
     meta_path = split_dir / META
     if not meta_path.is_file():
-        return ("foreign" if any(split_dir.iterdir()) else "absent"), None
+        return ("foreign" if any(p.name != LOCK_NAME for p in split_dir.iterdir()) else "absent"), None
     try:
         meta = read_json(meta_path)
     except UserError:
@@ -357,6 +359,16 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, size: int, seed: int
         workers = os.cpu_count() or 1
     if workers < 1:
         raise UserError(f"--workers {workers}: must be at least 1")
+    with ExitStack() as held:
+        # The root for the whole store (its splits belong together), each split
+        # against `saliency predict` and runs reading it.
+        held.enter_context(folder_lock(out, exclusive=True))
+        for sp in p.splits:
+            held.enter_context(folder_lock(out / sp.split, exclusive=True))
+        return _prepare_locked(p, out, workers, overwrite, progress)
+
+
+def _prepare_locked(p: Plan, out: Path, workers: int, overwrite: bool, progress: bool) -> list[dict]:
     statuses = {sp.split: _status(out / sp.split) for sp in p.splits}
     for split, (status, _) in statuses.items():
         if status == "foreign":

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from salclass.errors import UserError
+from salclass.lock import folder_lock
 from salclass.settings import load_settings, save_settings, to_dict
 from salclass.study import stages
 from salclass.study.config import Experiment, StudyConfig, load_study, merge
@@ -103,7 +104,11 @@ def run_experiments(cfg: StudyConfig, layout: StudyLayout) -> None:
 
 def run_study(cfg: StudyConfig, root: str | Path) -> Path:
     layout = StudyLayout(root, cfg)
-    layout.root.mkdir(parents=True, exist_ok=True)
+    with folder_lock(layout.root, exclusive=True):
+        return _run_study_locked(cfg, layout)
+
+
+def _run_study_locked(cfg: StudyConfig, layout: StudyLayout) -> Path:
     _check_same_study(layout, cfg)
     t0 = time.monotonic()
     stages.ensure_store(cfg, layout, _say)

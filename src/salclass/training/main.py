@@ -19,14 +19,15 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from salclass.errors import UserError
-from salclass.io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json
+from salclass.io import append_line_durably, atomic_torch_save, atomic_write_json, atomic_write_text, read_json
+from salclass.lock import LOCK_NAME, folder_lock
 from salclass.settings import load_settings, save_settings, to_dict
 from salclass.training import distributed
 from salclass.training.checkpoint import (CHECKPOINT_NAME, CHECKPOINT_TYPE, CHECKPOINT_VERSION, load_classifier,
@@ -116,10 +117,7 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 
 
 def _append_line(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    append_line_durably(path, json.dumps(record))
 
 
 @contextmanager
@@ -163,7 +161,7 @@ class _Run:
         out, cfg = self.out, self.cfg
         if out.exists() and not out.is_dir():
             raise UserError(f"out: {out} exists and is not a folder")
-        if out.is_dir() and any(out.iterdir()) and not (out / CONFIG_NAME).is_file():
+        if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not (out / CONFIG_NAME).is_file():
             raise UserError(f"out: {out} is not empty and holds no run ({CONFIG_NAME} missing); choose another folder")
         done = read_json(out / DONE_NAME) if (out / DONE_NAME).is_file() else None
         ckpt = load_classifier(out / CHECKPOINT_NAME) if (out / CHECKPOINT_NAME).is_file() else None
@@ -427,6 +425,27 @@ def _epoch_line(r: dict, epochs: int) -> str:
             f"| {t['images_per_s']:.0f} img/s, {t['seconds'] + v['seconds']:.1f} s")
 
 
+@contextmanager
+def _hold_folders(cfg: TrainConfig, world: World):
+    """For the whole run: the store's splits for reading (every rank reads
+    them), so no one rewrites images or maps under it, and the run folder for
+    writing (rank 0 writes it). All ranks learn of a refusal, so none waits in a
+    collective for a rank that stopped."""
+    with ExitStack() as held:
+        for split in ("train", "val"):
+            held.enter_context(folder_lock(Path(cfg.store) / split, exclusive=False))
+        refused = None
+        if world.is_primary():
+            try:
+                held.enter_context(folder_lock(cfg.out, exclusive=True))
+            except UserError as e:
+                refused = str(e)
+        refusals = [r for r in distributed.all_gather_objects(refused, world) if r]
+        if refusals:
+            raise UserError(refusals[0])
+        yield
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Train one run into `cfg.out` and return that folder.
 
@@ -442,7 +461,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     created = distributed.setup(world, device.type)
     threads_before = torch.get_num_threads()
     try:
-        return _Run(cfg, world, device, resume).execute()
+        with _hold_folders(cfg, world):
+            return _Run(cfg, world, device, resume).execute()
     finally:
         torch.set_num_threads(threads_before)
         distributed.teardown(created)

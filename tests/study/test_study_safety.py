@@ -1,0 +1,38 @@
+"""A study folder has one study at a time; its settings are checked before any
+data work; a stop request always stops it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+
+def _config(path: Path, tiny_source: Path, **changes) -> Path:
+    cfg = {
+        "name": "safety",
+        "data": {"source": str(tiny_source), "size": 144, "num_classes": 2, "train_per_class": 4,
+                 "val_per_class": 4, "workers": 1},
+        "saliency": {"model": "centre_bias"},
+        "seeds": [0],
+        "epochs": 1, "milestones": [],
+        "train": {"batch_size": 4, "device": "cpu", "tensorboard": False, "progress": False, "workers": 0,
+                  "threads": 1},
+        "experiments": [{"name": "RGB", "model": "RGB", "stage": "baselines"}],
+        "bootstrap": 100,
+        "examples": 1,
+        **changes,
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_a_second_study_on_the_same_folder_is_refused(tiny_source, tmp_path, run_cli, blocked_command):
+    cfg = _config(tmp_path / "s.yaml", tiny_source)
+    out = tmp_path / "study"
+    first = blocked_command("salclass.study.stages.ensure_store", "study", "--config", cfg, "--out", out)
+    code, _, err = run_cli("study", "--config", cfg, "--out", out)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"pid {first.pid} is writing it" in err and "study" in err
+    assert sorted(p.name for p in out.iterdir()) == [".salclass.lock"]
