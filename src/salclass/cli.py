@@ -32,6 +32,8 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="describe a store split")
     p.add_argument("store", help="a store split folder, e.g. OUT/train")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--verify", action="store_true",
+                   help="also read every file and compare it with the checksum recorded when it was written")
     p.set_defaults(func=_run_inspect)
 
 
@@ -45,7 +47,7 @@ def _run_prepare(a: argparse.Namespace) -> int:
 def _run_inspect(a: argparse.Namespace) -> int:
     from salclass.data.store import inspect_cli
 
-    return inspect_cli(a.store, as_json=a.json)
+    return inspect_cli(a.store, as_json=a.json, verify=a.verify)
 
 
 # --- saliency: train, eval, predict, show ----------------------------------

@@ -88,6 +88,15 @@ def _atomic_write(path: Path, fill) -> None:
             os.unlink(tmp)
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in 16 MiB blocks (bounded memory at any size)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` so that `path` is either the old file or the whole new one."""
     _atomic_write(Path(path), lambda f: f.write(data))

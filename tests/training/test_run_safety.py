@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 from salclass.data import Store
@@ -44,3 +45,62 @@ def test_maps_are_not_rewritten_while_a_run_reads_them(tiny_store, tmp_path, run
     assert code == 0, err
     assert (store / "train" / "saliency.npy").read_bytes() == maps_before
     assert Store.open(store / "train").saliency_model == "contrast"
+
+
+def _one_line(code: int, err: str, fragment: str) -> None:
+    assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, err
+
+
+def test_reordered_labels_stop_a_run_at_its_start(tiny_store, tmp_path, run_cli, small_sets):
+    import numpy as np
+
+    store = Path(shutil.copytree(tiny_store, tmp_path / "store"))
+    labels = np.load(store / "train" / "labels.npy")
+    np.save(store / "train" / "labels.npy", labels[::-1].copy())
+    code, _, err = run_cli(*_train_args(small_sets, store, tmp_path / "run", epochs=1, milestones=[]))
+    _one_line(code, err, f"{store / 'train' / 'labels.npy'}: damaged")
+    assert not (tmp_path / "run").exists()
+
+
+def test_damaged_maps_stop_only_runs_that_need_them(tiny_store, tmp_path, run_cli, small_sets):
+    store = Path(shutil.copytree(tiny_store, tmp_path / "store"))
+    (store / "val" / "saliency.json").write_text("{garbled")
+    code, _, err = run_cli(*_train_args(small_sets, store, tmp_path / "rgbs", model="RGBS", epochs=1,
+                                        milestones=[]))
+    _one_line(code, err, "saliency predict")
+    assert "--overwrite" in err and "saliency.json" in err
+    code, _, err = run_cli(*_train_args(small_sets, store, tmp_path / "rgb", epochs=1, milestones=[]))
+    assert code == 0, err
+
+
+def test_an_empty_or_damaged_checkpoint_is_one_line(rgb_run, tmp_path, tiny_store, run_cli, small_sets):
+    run = Path(shutil.copytree(rgb_run, tmp_path / "run"))
+    ckpt = run / "checkpoint.pt"
+    data = bytearray(ckpt.read_bytes())
+    # Three 4 KB blocks inside the largest tensor's bytes: torch.load reads such a file without complaint.
+    with zipfile.ZipFile(ckpt) as z:
+        big = max(z.infolist(), key=lambda i: i.file_size)
+    start = big.header_offset + 30 + len(big.filename.encode()) + len(big.extra)
+    for k in (1, 2, 3):
+        at = start + k * big.file_size // 4
+        data[at:at + 4096] = bytes(b ^ 0x5A for b in data[at:at + 4096])
+    ckpt.write_bytes(bytes(data))
+    code, _, err = run_cli("evaluate", run, "--store", tiny_store, "--out", tmp_path / "eval")
+    _one_line(code, err, f"{ckpt}: damaged")
+    assert not (tmp_path / "eval").exists()
+    ckpt.write_bytes(b"")
+    code, _, err = run_cli("evaluate", run, "--store", tiny_store, "--out", tmp_path / "eval")
+    _one_line(code, err, f"{ckpt}: empty file")
+    (run / "done.json").unlink()
+    code, _, err = run_cli(*_train_args(small_sets, tiny_store, run, epochs=4), "--resume")
+    _one_line(code, err, f"{ckpt}: empty file")
+
+
+def test_a_killed_checkpoint_write_leaves_nothing_behind(rgb_run, tmp_path, tiny_store, run_cli, small_sets,
+                                                         rgb_run_settings):
+    run = Path(shutil.copytree(rgb_run, tmp_path / "run"))
+    stale = run / ".checkpoint.pt.k1ll3d_x.tmp"
+    stale.write_bytes(b"x" * 1000)
+    code, _, err = run_cli(*_train_args(small_sets, tiny_store, run, **rgb_run_settings))
+    assert code == 0, err
+    assert not stale.exists()

@@ -33,7 +33,7 @@ from salclass.data.decode import Rejected, load_square_rgb
 from salclass.data.store import (IDS, IMAGES, LABELS, META, REJECTED, SALIENCY, SALIENCY_META, STORE_TYPE,
                                  STORE_VERSION, Store)
 from salclass.errors import UserError
-from salclass.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from salclass.io import atomic_write_bytes, atomic_write_json, atomic_write_text, file_sha256, read_json
 from salclass.lock import LOCK_NAME, folder_lock
 
 SPLITS = ("train", "val")
@@ -310,12 +310,16 @@ class _SplitWriter:
             raise UserError(f"{self.plan.src / sp.split}: none of {found} files could be read "
                             f"(reasons in {self.dir / REJECTED})")
         _shrink_npy(self.dir / IMAGES, stored)
-        labels = np.asarray([lab for _, lab in kept], dtype=np.int16)
-        atomic_write_bytes(self.dir / LABELS, _npy_bytes(labels))
-        atomic_write_text(self.dir / IDS, "".join(f"{rel}\n" for rel, _ in kept))
+        labels = _npy_bytes(np.asarray([lab for _, lab in kept], dtype=np.int16))
+        ids = "".join(f"{rel}\n" for rel, _ in kept).encode("utf-8")
+        atomic_write_bytes(self.dir / LABELS, labels)
+        atomic_write_bytes(self.dir / IDS, ids)
+        # images.npy is hashed as it lies on disk (it was written through a memory map).
+        checksums = {IMAGES: file_sha256(self.dir / IMAGES), LABELS: hashlib.sha256(labels).hexdigest(),
+                     IDS: hashlib.sha256(ids).hexdigest()}
         mean = (sums / (stored * self.size * self.size) / 255.0).tolist()
         atomic_write_json(self.dir / META, self._meta(True, count=stored, found=found, rejected=len(rejected),
-                                                      mean=[round(m, 6) for m in mean]))
+                                                      mean=[round(m, 6) for m in mean], checksums=checksums))
         (self.dir / PROGRESS).unlink(missing_ok=True)
         return {"split": sp.split, "found": found, "stored": stored, "rejected": len(rejected)}
 

@@ -11,7 +11,6 @@ its own image alone.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Callable
@@ -20,16 +19,9 @@ import numpy as np
 from tqdm import tqdm
 
 from salclass.errors import UserError
+from salclass.io import file_sha256
 from salclass.lock import folder_lock
 from salclass.saliency.models import DEFAULT_MODEL, Predictor, load_model, shipped_weights
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_identity(name_or_ckpt: str | Path) -> str:
@@ -48,7 +40,7 @@ def model_identity(name_or_ckpt: str | Path) -> str:
                 path = shipped_weights(text)
             else:
                 return text
-    return f"{path.name} sha256:{_sha256(path)[:16]}"
+    return f"{path.name} sha256:{file_sha256(path)[:16]}"
 
 
 def split_dirs(store: str | Path) -> list[Path]:

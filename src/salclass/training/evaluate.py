@@ -67,6 +67,8 @@ def evaluate_run(run_or_ckpt: str | Path, store_split: str | Path, out: str | Pa
     except RuntimeError as e:
         raise UserError(f"{checkpoint_path(run_or_ckpt)}: weights do not fit model {ckpt['model_name']} "
                         f"({str(e).splitlines()[0][:160]})") from None
+    if net.uses_saliency and store.saliency_problem is not None:
+        raise UserError(store.no_maps_reason())
     if net.uses_saliency and not store.has_saliency:
         raise UserError(f"{store.path}: has no complete saliency maps, which model {net.variant} needs "
                         "(run: salclass saliency predict)")

@@ -184,6 +184,8 @@ class _Run:
         if not root.is_dir():
             raise UserError(f"store: {root}: no such store folder (expected a store root with train/ and val/)")
         train, val = Store.open(root / "train"), Store.open(root / "val")
+        for s in (train, val):
+            s.verify()
         if [w for w, _ in train.classes] != [w for w, _ in val.classes]:
             raise UserError(f"store: {root}: train/ and val/ have different classes")
         return train, val
@@ -237,6 +239,8 @@ class _Run:
         for s in (train_store, val_store):
             if needs_saliency and not s.has_saliency:
                 why = f"model {net.variant}" if net.uses_saliency else "attention transfer"
+                if s.saliency_problem is not None:
+                    raise UserError(f"store: {s.no_maps_reason()} ({why} needs them)")
                 raise UserError(f"store: {s.path} has no complete saliency maps, which {why} needs "
                                 f"(run: salclass saliency predict {cfg.store})")
         identity = _store_identity(train_store, val_store, needs_saliency)
