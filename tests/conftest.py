@@ -186,3 +186,38 @@ def blocked_command(tmp_path):
     yield start
     for cmd in started:
         cmd.stop()
+
+
+# --- folders that refuse writes --------------------------------------------
+
+@pytest.fixture
+def make_readonly():
+    """make_readonly(folder): from now on writes under `folder` fail (EROFS or
+    EACCES) for salclass, even when the tests run as root, where chmod stops
+    nothing: then the folder is bind-mounted read-only onto itself (skipped
+    where mounting is not permitted). Undone at the test's end."""
+    import subprocess
+
+    undo = []
+
+    def make(folder: Path) -> Path:
+        folder = Path(folder)
+        if os.geteuid() != 0:
+            modes = [(p, p.stat().st_mode) for p in [folder, *folder.rglob("*")] if p.is_dir()]
+            for p, mode in modes:
+                p.chmod(mode & ~0o222)
+            undo.append(lambda: [p.chmod(mode) for p, mode in modes])
+            return folder
+        for cmd in (["mount", "--bind", str(folder), str(folder)],
+                    ["mount", "-o", "remount,bind,ro", str(folder)]):
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                if cmd[1] != "--bind":
+                    subprocess.run(["umount", str(folder)])
+                pytest.skip(f"root without permission to mount (needed for a read-only folder): {r.stderr.strip()}")
+        undo.append(lambda: subprocess.run(["umount", str(folder)], check=True))
+        return folder
+
+    yield make
+    for fn in reversed(undo):
+        fn()

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,42 @@ def _atomic_write(path: Path, fill) -> None:
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
+def allocated_bytes(path: str | os.PathLike) -> int:
+    """Disk blocks a file holds now (0 if absent): what rewriting it gives back."""
+    try:
+        return os.stat(path).st_blocks * 512
+    except FileNotFoundError:
+        return 0
+
+
+def check_free_space(folder: str | os.PathLike, needed: int, what: str) -> None:
+    """Refuse up front, in one line, a write of `needed` bytes that the disk holding `folder` cannot take."""
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise UserError(f"{folder}: not enough free space for {what}: needs {_size(needed)}, "
+                        f"{_size(free)} free on that disk")
+
+
+def preallocate(path: str | os.PathLike) -> None:
+    """Reserve every block of a freshly created (sparse) array file, so a disk
+    that fills up meanwhile is an error here and not a SIGBUS when a
+    memory-mapped page is first written."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as e:
+        if e.errno in WRITE_ERRNOS:
+            raise write_error(path, e) from None
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+    finally:
+        os.close(fd)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -89,3 +89,44 @@ def test_a_hand_edited_meta_is_one_line(tiny_store, tmp_path, run_cli):
     sal_path.write_text(json.dumps({**json.loads(sal_path.read_text()), "mean": "high"}))
     code, out, _ = run_cli("inspect", store / "train")
     assert code == 0 and "'mean' has the wrong type" in out
+
+
+def test_too_little_free_space_is_refused_up_front(tiny_source, tmp_path, run_cli, monkeypatch):
+    import shutil
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=100_000))
+    code, _, err = run_cli("prepare", tiny_source, tmp_path / "store", "--size", 32, "--workers", 1)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "not enough free space for the store (train, val): needs 0.5 MB, 0.1 MB free on that disk" in err
+    assert not (tmp_path / "store").exists()
+    monkeypatch.setattr(shutil, "disk_usage", real)
+    code, _, err = run_cli("prepare", tiny_source, tmp_path / "store", "--size", 32, "--workers", 1)
+    assert code == 0, err
+    # Same as a store never refused: the checksums of every file match.
+    code, _, err = run_cli("prepare", tiny_source, tmp_path / "again", "--size", 32, "--workers", 1)
+    for split in ("train", "val"):
+        a, b = (json.loads((tmp_path / d / split / "meta.json").read_text()) for d in ("store", "again"))
+        assert a["checksums"] == b["checksums"]
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=20_000))
+    code, _, err = run_cli("saliency", "predict", tmp_path / "store", "--model", "centre_bias")
+    assert code == 2 and "not enough free space for 72 saliency maps: needs 0.1 MB, 0.0 MB free" in err
+    assert not (tmp_path / "store" / "train" / "saliency.json").exists()
+    monkeypatch.setattr(shutil, "disk_usage", real)
+    code, _, err = run_cli("saliency", "predict", tmp_path / "store", "--model", "centre_bias")
+    assert code == 0, err
+
+
+def test_read_only_folders_are_one_line(tiny_source, tiny_store, tmp_path, run_cli, make_readonly):
+    import shutil
+
+    store = Path(shutil.copytree(tiny_store, tmp_path / "w" / "store"))
+    make_readonly(tmp_path / "w")
+    code, _, err = run_cli("prepare", tiny_source, tmp_path / "w" / "new", "--size", 32, "--workers", 1)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot create this folder" in err, err
+    code, _, err = run_cli("prepare", tiny_source, store, "--size", 32, "--workers", 1, "--overwrite")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot write here" in err, err
+    code, _, err = run_cli("saliency", "predict", store, "--model", "centre_bias", "--overwrite")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot write here" in err, err
+    assert Store.open(store / "train").verify(full=True)  # untouched, and still readable

@@ -36,3 +36,11 @@ def test_a_second_study_on_the_same_folder_is_refused(tiny_source, tmp_path, run
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"pid {first.pid} is writing it" in err and "study" in err
     assert sorted(p.name for p in out.iterdir()) == [".salclass.lock"]
+
+
+def test_a_read_only_study_folder_is_one_line(tiny_source, tmp_path, run_cli, make_readonly):
+    cfg = _config(tmp_path / "s.yaml", tiny_source)
+    (tmp_path / "ro" / "study").mkdir(parents=True)
+    make_readonly(tmp_path / "ro")
+    code, _, err = run_cli("study", "--config", cfg, "--out", tmp_path / "ro" / "study")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot write here" in err, err

@@ -48,7 +48,9 @@ def test_maps_are_not_rewritten_while_a_run_reads_them(tiny_store, tmp_path, run
 
 
 def _one_line(code: int, err: str, fragment: str) -> None:
-    assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, err
+    """Exit code 2 and one error line (after any progress lines), no traceback."""
+    errors = [line for line in err.splitlines() if line.startswith("salclass:")]
+    assert code == 2 and "Traceback" not in err and len(errors) == 1 and fragment in errors[0], err
 
 
 def test_reordered_labels_stop_a_run_at_its_start(tiny_store, tmp_path, run_cli, small_sets):
@@ -104,3 +106,43 @@ def test_a_killed_checkpoint_write_leaves_nothing_behind(rgb_run, tmp_path, tiny
     code, _, err = run_cli(*_train_args(small_sets, tiny_store, run, **rgb_run_settings))
     assert code == 0, err
     assert not stale.exists()
+
+
+def test_a_full_disk_at_the_checkpoint_is_one_line_and_resumable(tiny_store, tmp_path, run_cli, small_sets,
+                                                                monkeypatch):
+    import errno
+
+    import torch
+
+    real_save = torch.save
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "run"
+    args = _train_args(small_sets, tiny_store, out, epochs=1, milestones=[])
+    monkeypatch.setattr(torch, "save", disk_full)
+    code, _, err = run_cli(*args)
+    _one_line(code, err, f"{out / 'checkpoint.pt'}: cannot write (No space left on device)")
+    assert sorted(p.name for p in out.iterdir()) == [".salclass.lock", "config.yaml", "metrics.jsonl"]
+    monkeypatch.setattr(torch, "save", real_save)
+    code, _, err = run_cli(*args, "--resume")
+    assert code == 0, err
+    assert [json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1]
+    assert (out / "done.json").is_file()
+
+
+def test_read_only_run_folders_are_one_line(rgb_run, tiny_store, tmp_path, run_cli, small_sets, make_readonly):
+    run = Path(shutil.copytree(rgb_run, tmp_path / "ro" / "run"))
+    store = Path(shutil.copytree(tiny_store, tmp_path / "ro" / "store"))
+    make_readonly(tmp_path / "ro")
+    code, _, err = run_cli(*_train_args(small_sets, tiny_store, tmp_path / "ro" / "new", epochs=1, milestones=[]))
+    _one_line(code, err, "cannot create this folder")
+    code, _, err = run_cli(*_train_args(small_sets, tiny_store, run, epochs=4), "--resume")
+    _one_line(code, err, "cannot write here")
+    code, _, err = run_cli("evaluate", run, "--store", tiny_store)
+    _one_line(code, err, f"{run / 'eval'}: cannot create this folder")
+    assert "evaluate:" not in err  # refused before the pass, not after it
+    # A read-only store is still read: a run there needs no lock file to be written.
+    code, _, err = run_cli(*_train_args(small_sets, store, tmp_path / "rgb", epochs=1, milestones=[]))
+    assert code == 0, err

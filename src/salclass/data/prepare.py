@@ -33,7 +33,8 @@ from salclass.data.decode import Rejected, load_square_rgb
 from salclass.data.store import (IDS, IMAGES, LABELS, META, REJECTED, SALIENCY, SALIENCY_META, STORE_TYPE,
                                  STORE_VERSION, Store)
 from salclass.errors import UserError
-from salclass.io import atomic_write_bytes, atomic_write_json, atomic_write_text, file_sha256, read_json
+from salclass.io import (allocated_bytes, atomic_write_bytes, atomic_write_json, atomic_write_text, check_free_space,
+                         file_sha256, preallocate, read_json)
 from salclass.lock import LOCK_NAME, folder_lock
 
 SPLITS = ("train", "val")
@@ -241,6 +242,7 @@ class _SplitWriter:
         mm = np.lib.format.open_memmap(self.dir / IMAGES, mode="w+", dtype=np.uint8,
                                        shape=(self.n, self.size, self.size, 3))
         del mm
+        preallocate(self.dir / IMAGES)
         state = {"position": 0, "stored": 0, "sums": [0.0, 0.0, 0.0], "rejected": []}
         self._save_progress(state)
         return state
@@ -324,6 +326,14 @@ class _SplitWriter:
         return {"split": sp.split, "found": found, "stored": stored, "rejected": len(rejected)}
 
 
+def _bytes_needed(sp: SplitPlan, size: int, split_dir: Path) -> int:
+    """What a split takes on disk at most (no file rejected), less what its
+    current images.npy holds already (kept when resuming, deleted when starting over)."""
+    n = len(sp.items)
+    ids = sum(len(rel.encode()) + 1 for rel, _ in sp.items)
+    return n * size * size * 3 + 2 * n + ids + 65536 - allocated_bytes(split_dir / IMAGES)
+
+
 def _npy_bytes(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr)
@@ -379,6 +389,9 @@ def _prepare_locked(p: Plan, out: Path, workers: int, overwrite: bool, progress:
             raise UserError(f"{out / split}: exists and is not a salclass store; not writing into it")
     if not overwrite and all(st == "complete" for st, _ in statuses.values()):
         raise UserError(f"{out}: already holds a complete store; pass --overwrite to rebuild it")
+    to_write = [sp for sp in p.splits if overwrite or statuses[sp.split][0] != "complete"]
+    check_free_space(out, sum(_bytes_needed(sp, p.size, out / sp.split) for sp in to_write),
+                     f"the store ({', '.join(sp.split for sp in to_write)})")
     results = []
     for sp in p.splits:
         status, meta = statuses[sp.split]

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from salclass.errors import UserError
-from salclass.io import atomic_write_json, file_sha256, read_json
+from salclass.io import allocated_bytes, atomic_write_json, check_free_space, file_sha256, preallocate, read_json
 
 STORE_TYPE = "salclass.store"
 STORE_VERSION = 1
@@ -337,8 +337,10 @@ class SaliencyMapWriter:
             # Withdraw any claim before touching the array: from here until
             # finish() the maps on disk are not to be trusted.
             self._done = 0
+            check_free_space(self.path, n * s * s + 4096 - allocated_bytes(npy), f"{n} saliency maps")
             self._write_meta(complete=False)
             self._maps = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(n, s, s))
+            preallocate(npy)
         self._durable = self._done
 
     @property
