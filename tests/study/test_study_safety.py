@@ -44,3 +44,32 @@ def test_a_read_only_study_folder_is_one_line(tiny_source, tmp_path, run_cli, ma
     make_readonly(tmp_path / "ro")
     code, _, err = run_cli("study", "--config", cfg, "--out", tmp_path / "ro" / "study")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot write here" in err, err
+
+
+@pytest.mark.parametrize("experiment, fragment", [
+    ({"name": "X", "model": "AlexNet9", "stage": "baselines"}, "unknown model 'AlexNet9'"),
+    ({"name": "X", "model": "RGB", "stage": "baselines", "train": {"lr": ".inf"}}, "lr: expected a finite number"),
+    ({"name": "X", "model": "RGB", "stage": "baselines", "train": {"momentum": 2}}, "momentum must be in [0, 1)"),
+    ({"name": "X", "model": "RGB", "stage": "baselines", "train": {"learning_rate": 0.1}},
+     "unknown setting 'learning_rate'"),
+])
+def test_run_settings_are_checked_before_any_data_work(tiny_source, tmp_path, run_cli, experiment, fragment):
+    path = _config(tmp_path / "s.yaml", tiny_source,
+                   experiments=[{"name": "RGB", "model": "RGB", "stage": "baselines"}, experiment])
+    # The YAML as a user writes it: `.inf` unquoted.
+    path.write_text(path.read_text().replace("'.inf'", ".inf"))
+    code, _, err = run_cli("study", "--config", path, "--out", tmp_path / "study")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, err
+    assert not (tmp_path / "study").exists()
+
+
+def test_exponent_numbers_reach_the_runs(tiny_source, tmp_path):
+    from salclass.study.config import load_study
+    from salclass.study.layout import StudyLayout
+    from salclass.study.runner import train_settings
+
+    path = _config(tmp_path / "s.yaml", tiny_source)
+    cfg = load_study(path, ["train.lr=1e-3", "train.weight_decay=5e-4"])
+    e = cfg.experiments[0]
+    settings = train_settings(cfg, StudyLayout(tmp_path / "study", cfg), e, 0)
+    assert settings["lr"] == 0.001 and settings["weight_decay"] == 0.0005

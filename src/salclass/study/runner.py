@@ -108,8 +108,20 @@ def run_study(cfg: StudyConfig, root: str | Path) -> Path:
         return _run_study_locked(cfg, layout)
 
 
+def _check_runs(cfg: StudyConfig, layout: StudyLayout) -> None:
+    """Build every run's training settings now: a wrong key, value or model
+    name is found before hours of packing and predicting, not after."""
+    for e in cfg.order():
+        for seed in cfg.seeds:
+            try:
+                stages.train_config(train_settings(cfg, layout, e, seed))
+            except UserError as err:
+                raise UserError(f"experiment {e.name}: {err}") from None
+
+
 def _run_study_locked(cfg: StudyConfig, layout: StudyLayout) -> Path:
     _check_same_study(layout, cfg)
+    _check_runs(cfg, layout)
     t0 = time.monotonic()
     stages.ensure_store(cfg, layout, _say)
     # Saved once the data exist, so a config that named a wrong folder does not lock the study folder.
