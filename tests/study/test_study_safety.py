@@ -73,3 +73,26 @@ def test_exponent_numbers_reach_the_runs(tiny_source, tmp_path):
     e = cfg.experiments[0]
     settings = train_settings(cfg, StudyLayout(tmp_path / "study", cfg), e, 0)
     assert settings["lr"] == 0.001 and settings["weight_decay"] == 0.0005
+
+
+def test_a_signal_during_the_final_checkpoint_write_stops_the_study(tiny_source, tmp_path, run_cli, monkeypatch):
+    import os
+    import signal
+
+    from salclass.training import main
+
+    real_save = main.atomic_torch_save
+
+    def save_while_signalled(obj, path):
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the last epoch's checkpoint is written
+        real_save(obj, path)
+
+    monkeypatch.setattr(main, "atomic_torch_save", save_while_signalled)
+    cfg = _config(tmp_path / "s.yaml", tiny_source, experiments=[
+        {"name": "RGB", "model": "RGB", "stage": "baselines"}, {"name": "RGB-b", "model": "RGB", "stage": "controls"}])
+    out = tmp_path / "study"
+    code, _, err = run_cli("study", "--config", cfg, "--out", out)
+    assert code == 143 and "stopped by SIGTERM" in err, err
+    first = out / "runs" / "RGB" / "seed0"
+    assert (first / "checkpoint.pt").is_file() and not (first / "done.json").exists()
+    assert not (out / "runs" / "RGB-b").exists() and not (out / "report.md").exists()

@@ -358,6 +358,12 @@ class _Run:
                                                            train_store, identity, states), out / CHECKPOINT_NAME)
                     completed = epoch
                     _log(_epoch_line(record, cfg.epochs), world)
+                # The loops poll the flag only between batches: a stop asked for
+                # after the last one (during the final checkpoint write) ends here,
+                # on every rank alike.
+                signum = max(distributed.all_gather_objects(stop.signum, world))
+                if signum:
+                    raise TrainingInterrupted(signum)
         except TrainingInterrupted as e:
             e.run_dir = out
             e.epoch = completed
