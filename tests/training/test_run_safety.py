@@ -146,3 +146,16 @@ def test_read_only_run_folders_are_one_line(rgb_run, tiny_store, tmp_path, run_c
     # A read-only store is still read: a run there needs no lock file to be written.
     code, _, err = run_cli(*_train_args(small_sets, store, tmp_path / "rgb", epochs=1, milestones=[]))
     assert code == 0, err
+
+
+def test_a_torn_last_metrics_line_does_not_block_resume(rgb_run, tmp_path, tiny_store, run_cli, small_sets,
+                                                        rgb_run_settings):
+    run = Path(shutil.copytree(rgb_run, tmp_path / "run"))
+    (run / "done.json").unlink()
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 4, "lr": 0.001, "tra')
+    code, _, err = run_cli(*_train_args(small_sets, tiny_store, run, **{**rgb_run_settings, "epochs": 4}),
+                           "--resume")
+    assert code == 0, err
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]

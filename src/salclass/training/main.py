@@ -96,14 +96,18 @@ def _config_difference(saved: dict, cfg: TrainConfig) -> str | None:
 def _read_metrics(path: Path) -> list[dict]:
     if not path.is_file():
         return []
+    text = path.read_text(encoding="utf-8")
+    rows = text.splitlines()
     lines = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(rows, 1):
         if not line.strip():
             continue
         try:
             lines.append(json.loads(line))
         except json.JSONDecodeError:
-            # A line cut short by a crash mid-write is the only way to get here.
+            if n == len(rows) and not text.endswith("\n"):
+                # An append cut short by a kill: its epoch never reached the checkpoint, resuming redoes it.
+                break
             raise UserError(f"{path}: line {n} is not valid JSON") from None
     return lines
 
