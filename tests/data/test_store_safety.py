@@ -23,6 +23,7 @@ def test_a_second_prepare_into_the_same_out_is_refused(tiny_source, tmp_path, ru
     for split in ("train", "val"):
         s = Store.open(out / split)
         assert s.seed == 0 and s.count == len(s.ids) == len(s.labels)
+        assert s.verify(full=True) == ["labels.npy", "ids.txt", "images.npy"]
         assert json.loads((out / split / "meta.json").read_text())["seed"] == 0
 
 
