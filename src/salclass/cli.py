@@ -210,9 +210,12 @@ def _run_study(a: argparse.Namespace) -> int:
 
 
 def _run_report(a: argparse.Namespace) -> int:
+    from salclass.lock import folder_lock
     from salclass.study.report import report_cli
 
-    return report_cli(a.dir)
+    # The report is written into the study folder: not while a study writes there.
+    with folder_lock(a.dir, exclusive=True):
+        return report_cli(a.dir)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,6 +35,8 @@ def test_a_second_study_on_the_same_folder_is_refused(tiny_source, tmp_path, run
     code, _, err = run_cli("study", "--config", cfg, "--out", out)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"pid {first.pid} is writing it" in err and "study" in err
+    code, _, err = run_cli("report", out)
+    assert code == 2 and f"pid {first.pid} is writing it" in err
     assert sorted(p.name for p in out.iterdir()) == [".salclass.lock"]
 
 

@@ -159,3 +159,18 @@ def test_a_torn_last_metrics_line_does_not_block_resume(rgb_run, tmp_path, tiny_
     assert code == 0, err
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
+
+
+def test_resume_refuses_metrics_that_miss_epochs_of_the_checkpoint(rgb_run, tmp_path, tiny_store, run_cli,
+                                                                   small_sets, rgb_run_settings):
+    run = Path(shutil.copytree(rgb_run, tmp_path / "run"))
+    (run / "done.json").unlink()
+    args = _train_args(small_sets, tiny_store, run, **{**rgb_run_settings, "epochs": 4})
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join(lines[1:]) + "\n")
+    code, _, err = run_cli(*args, "--resume")
+    _one_line(code, err, f"{run / 'metrics.jsonl'}: has lines for epochs [2, 3], but the checkpoint beside it is at "
+                         "epoch 3")
+    (run / "metrics.jsonl").unlink()
+    code, _, err = run_cli(*args, "--resume")
+    _one_line(code, err, "has lines for epochs none")

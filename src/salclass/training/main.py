@@ -120,6 +120,16 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     return _read_metrics(path)
 
 
+def _check_metrics_cover(path: Path, epoch: int) -> None:
+    """Resuming keeps the metrics lines up to the checkpoint's epoch and appends
+    the rest; without all of them done.json and the curves would silently cover
+    only the resumed epochs."""
+    epochs = [m.get("epoch") if isinstance(m, dict) else None for m in _read_metrics(path)][:epoch]
+    if epochs != list(range(1, epoch + 1)):
+        raise UserError(f"{path}: has lines for epochs {epochs or 'none'}, but the checkpoint beside it is at epoch "
+                        f"{epoch}; restore the file, or delete {path.parent} to train the run again")
+
+
 def _append_line(path: Path, record: dict) -> None:
     append_line_durably(path, json.dumps(record))
 
@@ -231,6 +241,8 @@ class _Run:
             return out
         if ckpt is not None and ckpt["epoch"] > cfg.epochs:
             raise UserError(f"epochs: the run in {out} already trained {ckpt['epoch']} epochs, more than {cfg.epochs}")
+        if ckpt is not None:
+            _check_metrics_cover(out / METRICS_NAME, int(ckpt["epoch"]))
         distributed.barrier(world)
 
         train_store, val_store = self._open_stores()
