@@ -221,3 +221,30 @@ def make_readonly():
     yield make
     for fn in reversed(undo):
         fn()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """small_disk(megabytes) -> a folder on a tmpfs of that size (a disk that
+    fills up for real); resize(megabytes) frees space. Skipped where mounting
+    is not permitted (the mocked free-space tests still run there)."""
+    import subprocess
+
+    mounted = []
+
+    class Disk:
+        def __init__(self, megabytes: int):
+            self.path = tmp_path / f"disk{len(mounted)}"
+            self.path.mkdir()
+            r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(self.path)],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                pytest.skip(f"no permission to mount a small tmpfs: {r.stderr.strip()}")
+            mounted.append(self.path)
+
+        def resize(self, megabytes: int) -> None:
+            subprocess.run(["mount", "-o", f"remount,size={megabytes}m", str(self.path)], check=True)
+
+    yield Disk
+    for path in reversed(mounted):
+        subprocess.run(["umount", str(path)], check=True)

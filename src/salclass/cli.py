@@ -251,13 +251,14 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except OSError as e:
-        from salclass.io import WRITE_ERRNOS
+    except Exception as e:
+        from salclass.io import refused_write
 
-        if e.errno not in WRITE_ERRNOS:
+        refused = refused_write(e)
+        if refused is None:
             raise
-        print(f"salclass: error: {e.filename or 'a file'}: cannot write ({e.strerror}); nothing was marked complete",
-              file=sys.stderr)
+        print(f"salclass: error: {refused.filename or 'a file'}: cannot write ({refused.strerror}); "
+              "nothing was marked complete", file=sys.stderr)
         return 2
 
 

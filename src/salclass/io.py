@@ -35,6 +35,19 @@ WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES,
 _TMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 
+def refused_write(e: BaseException | None) -> OSError | None:
+    """The OSError saying the disk or folder refuses writes, if `e` is one or
+    was raised while handling one (torch's zip writer turns a full disk into a
+    RuntimeError raised during the OSError)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def write_error(path: str | os.PathLike, e: OSError) -> UserError:
     """The one line for an OSError that says the disk or folder refuses writes."""
     return UserError(f"{path}: cannot write ({e.strerror or e}); nothing was marked complete")
@@ -80,9 +93,10 @@ def _atomic_write(path: Path, fill) -> None:
         os.replace(tmp, path)
         tmp = None
         fsync_dir(path.parent)
-    except OSError as e:
-        if e.errno in WRITE_ERRNOS:
-            raise write_error(path, e) from None
+    except Exception as e:
+        refused = refused_write(e)
+        if refused is not None:
+            raise write_error(path, refused) from None
         raise
     finally:
         if tmp is not None and os.path.exists(tmp):

@@ -174,3 +174,20 @@ def test_resume_refuses_metrics_that_miss_epochs_of_the_checkpoint(rgb_run, tmp_
     (run / "metrics.jsonl").unlink()
     code, _, err = run_cli(*args, "--resume")
     _one_line(code, err, "has lines for epochs none")
+
+
+def test_a_real_full_disk(tiny_source, tiny_store, tmp_path, run_cli, small_sets, small_disk):
+    disk = small_disk(2)
+    code, _, err = run_cli("prepare", tiny_source, disk.path / "store", "--size", 144, "--workers", 1)
+    _one_line(code, err, "not enough free space for the store (train, val)")
+    assert not (disk.path / "store").exists()
+    disk.resize(8)  # room for config and metrics, not for the 170 MB checkpoint
+    out = disk.path / "run"
+    args = _train_args(small_sets, tiny_store, out, epochs=1, milestones=[])
+    code, _, err = run_cli(*args)
+    _one_line(code, err, f"{out / 'checkpoint.pt'}: cannot write (No space left on device)")
+    assert sorted(p.name for p in out.iterdir()) == [".salclass.lock", "config.yaml", "metrics.jsonl"]
+    disk.resize(400)
+    code, _, err = run_cli(*args, "--resume")
+    assert code == 0, err
+    assert (out / "done.json").is_file()
