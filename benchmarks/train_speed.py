@@ -49,7 +49,9 @@ from salclass.data.prepare import prepare
 from salclass.models import create
 from salclass.training.distributed import World
 from salclass.training.engine import Runtime, evaluate, train_one_epoch
+from salclass.training.config import THESIS_WEIGHT_DECAY
 from salclass.training.main import default_workers
+from salclass.training.optim import sgd
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("RGB", "RGBS", "FanIn1", "FanIn3")
@@ -160,7 +162,7 @@ def bench_variant(name: str, store_root: Path, rt: Runtime, batch: int, steps: i
     fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
     net = net.to(rt.device, memory_format=fmt)
     model = torch.compile(net) if compile_model else net
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    opt = sgd(net, lr=0.01, momentum=0.9, weight_decay=THESIS_WEIGHT_DECAY, decay_on="kernels")
     uses = net.uses_saliency
     train_loader = StoreLoader(train_store, batch, True, crop=128, with_saliency=uses, device=str(rt.device),
                                workers=workers)
@@ -210,7 +212,7 @@ def ab_workers(name: str, store_root: Path, rt: Runtime, batch: int, rounds: int
     store = Store.open(store_root / "train")
     torch.manual_seed(0)
     net = create(name, store.num_classes, input_size=128).to(rt.device)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    opt = sgd(net, lr=0.01, momentum=0.9, weight_decay=THESIS_WEIGHT_DECAY, decay_on="kernels")
     loaders = {w: StoreLoader(store, batch, True, crop=128, with_saliency=net.uses_saliency, device=str(rt.device),
                               workers=w) for w in choices}
     seen: dict[int, list[tuple[float, float]]] = {w: [] for w in choices}

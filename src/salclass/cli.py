@@ -137,12 +137,15 @@ def _run_params(a: argparse.Namespace) -> int:
 
 
 def _run_models(a: argparse.Namespace) -> int:
-    from salclass.models import describe_models
+    from salclass.models import BLOCK_ORDERS, describe_models
 
     rows = describe_models()
     width = max(len(name) for name, _ in rows)
     for name, doc in rows:
         print(f"{name:<{width}}  {doc}")
+    print("\nblock order of conv1, conv2 and the fan-in branches (training setting block_order):")
+    for name, doc in BLOCK_ORDERS.items():
+        print(f"  {name:<8}  {doc}")
     return 0
 
 

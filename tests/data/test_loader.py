@@ -50,13 +50,28 @@ def _is_crop_of(crop, full):
                for y in range(full.shape[0] - c + 1) for x in range(full.shape[1] - c + 1))
 
 
-def test_crop_on_device_path_matches_crop_in_worker(red_map_store):
-    a = StoreLoader(red_map_store, 8, train=True, seed=1)
-    b = StoreLoader(red_map_store, 8, train=True, seed=1)
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("means", [None, "store", "given"])
+def test_crop_on_device_path_matches_crop_in_worker(red_map_store, means, train):
+    # "given": the training split's means handed to another split's loader (what validation does)
+    kw = {} if means is None else {"mean_subtract": True}
+    if means == "given":
+        kw.update(mean=[0.1, 0.7, 0.35], saliency_mean=0.6)
+    a = StoreLoader(red_map_store, 8, train=train, seed=1, **kw)
+    b = StoreLoader(red_map_store, 8, train=train, seed=1, **kw)
     b._source.crop_here = False  # what an accelerator device does: crop after the transfer
+    batches = 0
     for x, y in zip(_collect(a), _collect(b)):
         for t, u in zip(x, y):
             assert torch.equal(t, u)
+        batches += 1
+    assert batches == len(a) > 0
+    if means is not None:
+        # the shift really happened on both paths (the map is the red channel, minus its own mean)
+        first = _collect(b)[0]
+        want = 0.1 if means == "given" else float(red_map_store.mean[0])
+        want_sal = 0.6 if means == "given" else float(red_map_store.saliency_mean)
+        assert torch.allclose(first[0][:, 0] + want, first[1][:, 0] + want_sal, atol=1e-6)
 
 
 def test_order_and_augmentation_depend_only_on_seed_and_epoch(tiny_store):

@@ -29,20 +29,23 @@ ALL = list(LAYOUT) + [n + "-const" for n in CONTROLS]
 CLASSES = 7
 
 
-def expected_shapes(name: str, size: int) -> tuple[dict[str, tuple], dict[str, int]]:
-    """(output shape of every named submodule, input channels of each conv)."""
+def expected_shapes(name: str, size: int, block_order: str = "relu-bn") -> tuple[dict[str, tuple], dict[str, int]]:
+    """(output shape of every named submodule, input channels of each conv). In the
+    thesis's order ("relu-bn") the map joins after the ReLU, so the ReLU has no map channel."""
     cin, extra1, extra2, branch, no_conv2 = LAYOUT[name.removesuffix("-const")]
     s = dict(SIDE[size])
     if no_conv2:
         s.update(SIDE_NO_CONV2[size])
     c1 = 96 + extra1
-    out = {"conv1": (96, s["c1"], s["c1"]), "bn1": (c1, s["c1"], s["c1"]), "relu1": (c1, s["c1"], s["c1"]),
+    r1 = 96 if block_order == "relu-bn" else c1
+    out = {"conv1": (96, s["c1"], s["c1"]), "bn1": (c1, s["c1"], s["c1"]), "relu1": (r1, s["c1"], s["c1"]),
            "pool1": (c1, s["p1"], s["p1"])}
     ins = {"conv1": cin}
     c3_in = c1
     if not no_conv2:
         c2 = 256 + extra2
-        out.update({"conv2": (256, s["c2"], s["c2"]), "bn2": (c2, s["c2"], s["c2"]), "relu2": (c2, s["c2"], s["c2"]),
+        r2 = 256 if block_order == "relu-bn" else c2
+        out.update({"conv2": (256, s["c2"], s["c2"]), "bn2": (c2, s["c2"], s["c2"]), "relu2": (r2, s["c2"], s["c2"]),
                     "pool2": (c2, s["p2"], s["p2"])})
         ins["conv2"] = c1
         c3_in = c2

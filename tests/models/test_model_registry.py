@@ -7,7 +7,7 @@ import torch
 
 from models_layout import ALL, CONTROLS
 from salclass.errors import UserError
-from salclass.models import Spec, create, describe_models, list_models, register
+from salclass.models import BLOCK_ORDERS, Spec, create, describe_models, list_models, register
 from salclass.models import registry
 
 
@@ -40,11 +40,12 @@ def test_thesis_spellings_find_the_variant():
     assert create("fanin1-CONST", 3).variant == "FanIn1-const"
 
 
+@pytest.mark.parametrize("block_order", list(BLOCK_ORDERS))
 @pytest.mark.parametrize("name", CONTROLS)
-def test_constant_map_control_ignores_the_map(name):
+def test_constant_map_control_ignores_the_map(name, block_order):
     torch.manual_seed(0)
-    control = create(name + "-const", 4, dropout=0.0).eval()
-    real = create(name, 4, dropout=0.0).eval()
+    control = create(name + "-const", 4, dropout=0.0, block_order=block_order).eval()
+    real = create(name, 4, dropout=0.0, block_order=block_order).eval()
     real.load_state_dict(control.state_dict())  # same network, same parameters
     assert control.uses_saliency is False and real.uses_saliency is True
     image, sal = _pair(1)
@@ -58,11 +59,12 @@ def test_constant_map_control_ignores_the_map(name):
         assert not torch.equal(real(image, sal), real(image, other))
 
 
+@pytest.mark.parametrize("block_order", list(BLOCK_ORDERS))
 @pytest.mark.parametrize("name", ["FanIn1", "FanIn2", "FanIn3"])
-def test_fan_in_control_keeps_the_image_path_alive_in_training(name):
+def test_fan_in_control_keeps_the_image_path_alive_in_training(name, block_order):
     # a constant map gives each branch BN zero batch variance; the branch must not emit 0
     torch.manual_seed(0)
-    control = create(name + "-const", 4, dropout=0.0).train()
+    control = create(name + "-const", 4, dropout=0.0, block_order=block_order).train()
     (a, _), (b, _) = _pair(7), _pair(8)
     with torch.no_grad():
         assert not torch.allclose(control(a), control(b))
@@ -147,5 +149,7 @@ def test_layers_can_be_hooked_by_name():
 def test_models_command_lists_every_variant(run_cli):
     code, out, _ = run_cli("models")
     assert code == 0
-    listed = [line.split()[0] for line in out.splitlines()]
-    assert listed == list_models()
+    variants, orders = out.split("\n\n")
+    assert [line.split()[0] for line in variants.splitlines()] == list_models()
+    assert [line.split()[0] for line in orders.splitlines()[1:]] == list(BLOCK_ORDERS)
+    assert "relu-bn" in orders.splitlines()[1] and "default" in orders.splitlines()[1]

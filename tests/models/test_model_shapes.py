@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from models_layout import ALL, CLASSES, expected_shapes
-from salclass.models import create, list_models
+from salclass.models import BLOCK_ORDERS, create, list_models
 
 BATCH = 2
 
@@ -34,20 +34,21 @@ def _record(model: torch.nn.Module) -> tuple[dict, dict]:
     return outs, ins
 
 
+@pytest.mark.parametrize("block_order", list(BLOCK_ORDERS))
 @pytest.mark.parametrize("size", [128, 227])
 @pytest.mark.parametrize("name", ALL)
-def test_layer_shapes(name, size):
+def test_layer_shapes(name, size, block_order):
     # 227 runs on the meta device: the real shape rules of every op, without
     # allocating FanIn3's 177M-parameter fc6 on a shared 2-core machine.
     device = "cpu" if size == 128 else "meta"
     with torch.device(device):
-        model = create(name, CLASSES, input_size=size).eval()
+        model = create(name, CLASSES, input_size=size, block_order=block_order).eval()
     outs, ins = _record(model)
     image = torch.rand(BATCH, 3, size, size, device=device)
     saliency = torch.rand(BATCH, 1, size, size, device=device)
     with torch.no_grad():
         logits = model(image, saliency)
-    want_out, want_in = expected_shapes(name, size)
+    want_out, want_in = expected_shapes(name, size, block_order)
     assert tuple(logits.shape) == (BATCH, CLASSES)
     assert sorted(outs) == sorted(want_out), "unexpected set of layers"
     for layer, shape in want_out.items():

@@ -1,4 +1,6 @@
-"""Weight surgery: a trained baseline loaded into a variant that takes the map in more places."""
+"""Weight surgery: a trained baseline loaded into a variant that takes the map in more places.
+
+Every test that uses the `base` fixture runs in both block orders."""
 
 from __future__ import annotations
 
@@ -6,15 +8,16 @@ import pytest
 import torch
 
 from salclass.errors import UserError
-from salclass.models import create, transplant
+from salclass.models import BLOCK_ORDERS, create, transplant
 
 CLASSES = 5
 
 
-def _trained_like(name: str = "RGB", seed: int = 0, dtype=torch.float64) -> torch.nn.Module:
+def _trained_like(name: str = "RGB", seed: int = 0, dtype=torch.float64, block_order: str = "relu-bn"
+                  ) -> torch.nn.Module:
     """A model whose BN layers hold non-trivial state, as after training (float64 for exact comparisons)."""
     torch.manual_seed(seed)
-    m = create(name, CLASSES).to(dtype)
+    m = create(name, CLASSES, block_order=block_order).to(dtype)
     for mod in m.modules():
         if isinstance(mod, torch.nn.BatchNorm2d):
             n = mod.num_features
@@ -32,13 +35,13 @@ def _inputs(seed: int, batch: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
             torch.rand(batch, 1, 128, 128, generator=g, dtype=torch.float64))
 
 
-@pytest.fixture(scope="module")
-def base() -> torch.nn.Module:
-    return _trained_like()
+@pytest.fixture(scope="module", params=list(BLOCK_ORDERS))
+def base(request) -> torch.nn.Module:
+    return _trained_like(block_order=request.param)
 
 
 def _grown(name: str, init: str, base: torch.nn.Module, seed: int = 0):
-    dst = create(name, CLASSES).to(next(base.parameters()).dtype)
+    dst = create(name, CLASSES, block_order=base.block_order).to(next(base.parameters()).dtype)
     report = transplant(base.state_dict(), dst, init=init, seed=seed)
     return base, dst.eval(), report
 
@@ -158,9 +161,10 @@ def test_bad_sources_are_user_errors(base):
         transplant({"conv1.weight": [1, 2]}, _meta("RGBS"))
 
 
-def test_fanin3_grows_from_its_image_path():
+@pytest.mark.parametrize("block_order", list(BLOCK_ORDERS))
+def test_fanin3_grows_from_its_image_path(block_order):
     # float32 keeps FanIn3's 37.7M-weight fc6 small; a branch that emits exactly 1 changes no bit
-    image_path = _trained_like("FanIn3_noS", dtype=torch.float32)
+    image_path = _trained_like("FanIn3_noS", dtype=torch.float32, block_order=block_order)
     _, grown, report = _grown("FanIn3", "zeros", image_path)
     assert all(k.startswith("sal_") for k in report.initialised) and report.extended == []
     image, sal = (t.float() for t in _inputs(4))

@@ -15,39 +15,112 @@ def _outcomes(n: int, acc: float, seed: int) -> np.ndarray:
     return rng.random(n) < acc
 
 
+def _decided(*comparisons, alpha=0.05):
+    return stats.decide(list(comparisons), alpha)
+
+
 def test_identical_predictions_give_zero_difference_and_p_one():
     base = _outcomes(400, 0.6, 1)
     cmp_ = stats.compare(base, base.copy(), base, base.copy(), resamples=500)
     assert cmp_.top1.diff == 0.0
     assert cmp_.top1.low <= 0.0 <= cmp_.top1.high
     assert cmp_.top5.low <= 0.0 <= cmp_.top5.high
-    assert cmp_.mcnemar.p == 1.0
+    assert cmp_.mcnemar.p == 1.0 and cmp_.p == 1.0
     assert (cmp_.mcnemar.b, cmp_.mcnemar.c) == (0, 0)
-    assert cmp_.verdict == stats.NOISE
+    # one seed: never a verdict, however clear the images make it
+    assert _decided(cmp_)[0].verdict == stats.NO_VERDICT
 
 
-def test_clearly_better_predictions_are_detected():
-    base = _outcomes(1000, 0.5, 2)
+def _better(base: np.ndarray, fraction: float = 0.5) -> np.ndarray:
+    """Fix `fraction` of the baseline's mistakes in every seed, break nothing."""
     better = base.copy()
-    wrong = np.flatnonzero(~base)
-    better[wrong[: len(wrong) // 2]] = True  # fix half of the baseline's mistakes, break nothing
-    cmp_ = stats.compare(better, base, resamples=1000)
-    expected = (len(wrong) // 2) / 1000
-    assert cmp_.top1.diff == pytest.approx(expected)
-    assert cmp_.top1.low > 0.0
-    assert cmp_.mcnemar.p < 1e-6
+    for row in np.atleast_2d(better):
+        wrong = np.flatnonzero(~row)
+        row[wrong[: int(len(wrong) * fraction)]] = True
+    return better
+
+
+def test_one_seed_is_never_a_verdict_however_large_the_difference():
+    base = _outcomes(1000, 0.5, 2)
+    cmp_ = _decided(stats.compare(_better(base), base, resamples=1000))[0]
+    assert cmp_.top1.low > 0.0 and cmp_.top1.over == "images"
+    assert cmp_.method == stats.MCNEMAR and cmp_.p < 1e-6  # the image-only test is still shown
+    assert cmp_.verdict == stats.NO_VERDICT and not cmp_.can_decide
+
+
+def test_clearly_better_over_seeds_is_detected_and_reversed_is_worse():
+    rng = np.random.default_rng(2)
+    base = rng.random((3, 1000)) < 0.5
+    better = _better(base)
+    cmp_ = _decided(stats.compare(better, base))[0]
+    assert cmp_.method == stats.SEEDS_T and cmp_.top1.over == "seeds+images"
+    assert cmp_.top1.low > 0.0 and cmp_.p < 1e-3
     assert cmp_.verdict == stats.BETTER
-    # And the same pair the other way round is worse.
-    assert stats.compare(base, better, resamples=300).verdict == stats.WORSE
+    assert _decided(stats.compare(base, better))[0].verdict == stats.WORSE
 
 
-def test_small_random_difference_is_noise():
-    base = _outcomes(200, 0.5, 3)
-    flipped = base.copy()
-    flipped[:3] = ~flipped[:3]
-    cmp_ = stats.compare(flipped, base, resamples=1000)
-    assert cmp_.top1.low < 0.0 < cmp_.top1.high
-    assert cmp_.verdict == stats.NOISE
+def test_seed_to_seed_spread_widens_the_interval_and_blocks_the_verdict():
+    rng = np.random.default_rng(0)
+    base = rng.random((3, 500)) < 0.5
+    # the same mean gain, once steady and once coming from a single lucky seed
+    steady = _better(base, 0.1)
+    lucky = base.copy()
+    lucky[2] = _better(base[2], 0.3)
+    a, b = stats.compare(steady, base), stats.compare(lucky, base)
+    assert a.top1.diff == pytest.approx(b.top1.diff, abs=0.002)
+    assert (b.top1.high - b.top1.low) > 3 * (a.top1.high - a.top1.low)
+    assert _decided(a)[0].verdict == stats.BETTER
+    assert _decided(b)[0].verdict == stats.NOISE
+
+
+def test_seeds_images_t_by_hand():
+    # 2 seeds x 4 images; x = variant - baseline
+    v = np.array([[1, 1, 0, 1], [1, 0, 0, 1]], bool)
+    b = np.array([[0, 1, 0, 0], [1, 0, 0, 0]], bool)
+    x = v.astype(float) - b
+    d, xbar = x.mean(1), x.mean(0)  # per seed [0.5, 0.25]; per image [0.5, 0, 0, 1]
+    v1, v2 = d.var(ddof=1) / 2, xbar.var(ddof=1) / 4
+    df = (v1 + v2) ** 2 / (v1 ** 2 / 1 + v2 ** 2 / 3)
+    iv, p = stats.seeds_images_t(v, b)
+    assert iv.diff == pytest.approx(0.375) and iv.se == pytest.approx(math.sqrt(v1 + v2))
+    assert iv.df == pytest.approx(df)
+    from scipy import stats as sps
+    assert p == pytest.approx(2 * sps.t.sf(0.375 / math.sqrt(v1 + v2), df))
+    assert iv.high - iv.diff == pytest.approx(sps.t.ppf(0.975, df) * math.sqrt(v1 + v2))
+    with pytest.raises(ValueError):
+        stats.seeds_images_t(v[:1], b[:1])
+
+
+def test_holm_by_hand():
+    # sorted 0.01, 0.02, 0.04 -> 3*0.01, max(0.03, 2*0.02), max(0.04, 1*0.04)
+    assert stats.holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert stats.holm([]) == []
+
+
+def test_the_family_adjustment_decides_the_verdict():
+    from dataclasses import replace
+
+    rng = np.random.default_rng(5)
+    base = rng.random((3, 2000)) < 0.5
+    gain = replace(stats.compare(_better(base, 0.1), base), p=0.01)  # significant alone, not among 30
+    null = replace(stats.compare(base, base), p=0.5)
+    alone = _decided(gain)[0]
+    in_family = _decided(gain, *[null] * 29)[0]
+    assert alone.family == 1 and in_family.family == 30
+    assert alone.p_adjusted == pytest.approx(0.01) and in_family.p_adjusted == pytest.approx(0.3)
+    assert alone.verdict == stats.BETTER and in_family.verdict == stats.NOISE
+
+
+def test_equivalence_needs_a_narrow_interval_inside_the_margin():
+    rng = np.random.default_rng(6)
+    base = rng.random((5, 3000)) < 0.5
+    same = stats.compare(base, base)
+    assert stats.equivalent(same.top1, 0.01, 0.05) is True
+    wide = stats.compare(rng.random((3, 60)) < 0.5, rng.random((3, 60)) < 0.5)
+    assert stats.equivalent(wide.top1, 0.01, 0.05) is False
+    one_seed = stats.compare(base[0], base[0])
+    assert stats.equivalent(one_seed.top1, 0.01, 0.05) is None
 
 
 def test_mcnemar_exact_matches_hand_computation():
@@ -82,22 +155,6 @@ def test_bootstrap_is_seeded_and_level_widens_interval():
     wide = stats.paired_bootstrap(var, base, resamples=400, seed=7, level=0.99)
     assert wide.low <= a.low and wide.high >= a.high
     assert a.low <= a.diff <= a.high
-
-
-def test_several_seeds_resample_seeds_too():
-    rng = np.random.default_rng(0)
-    base = rng.random((3, 500)) < 0.5
-    # Same images, but the variant's gain differs a lot from seed to seed.
-    var = base.copy()
-    for s, k in enumerate((0, 60, 120)):
-        idx = np.flatnonzero(~base[s])[:k]
-        var[s, idx] = True
-    one_level = stats.paired_bootstrap(var[1], base[1], resamples=800)
-    multi = stats.paired_bootstrap(var, base, resamples=800)
-    assert multi.over == "images+seeds" and one_level.over == "images"
-    assert multi.diff == pytest.approx(np.mean([0, 60, 120]) / 500)
-    # Seed-to-seed spread makes the interval much wider than image noise of one seed alone.
-    assert (multi.high - multi.low) > 2 * (one_level.high - one_level.low)
 
 
 def test_mean_spread():

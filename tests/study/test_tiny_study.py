@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from salclass.study import stages
+from salclass.study import stages, stats
 from salclass.study.config import load_study
 from salclass.study.runner import run_study
 
@@ -91,7 +91,7 @@ def test_every_run_finished_and_saved_settings(study):
 def test_results_table_matches_eval_files(study):
     _, root, _ = study
     md = (root / "report.md").read_text()
-    rows = {r[0]: r for r in _table_rows(md, "Experiment") if len(r) == 13}
+    rows = {r[0]: r for r in _table_rows(md, "Experiment") if len(r) == 14}
     assert set(rows) == {"RGB*", "RGBS-ft", "FanIn1", "FanIn1-const"}
     base = _eval(root, "RGBstar")
     for name, slug in (("RGB*", "RGBstar"), ("RGBS-ft", "RGBS-ft"), ("FanIn1", "FanIn1"),
@@ -103,13 +103,16 @@ def test_results_table_matches_eval_files(study):
         if name != "RGB*":
             diff = 100 * (ev["top1"] - base["top1"])
             assert row[7].startswith(f"{diff:+.2f} ["), (name, row[7])
-            # McNemar's p from the discordant counts of the two prediction files.
+            # One seed: p is McNemar's, from the discordant counts of the two prediction files; no verdict.
             a, b = _pred(root, slug)["correct1"], _pred(root, "RGBstar")["correct1"]
-            n01, n10 = int(np.sum(a & ~b)), int(np.sum(~a & b))
-            if n01 + n10 == 0:
-                assert row[9] == "1"
-            assert row[10] in ("better", "worse", "not distinguishable from noise")
-    assert rows["RGB*"][11] == "36.60" and rows["FanIn1"][11] == "38.32"
+            p = stats.mcnemar_from_counts(int(np.sum(a & ~b)), int(np.sum(~a & b))).p
+            assert row[9] == ("1" if p >= 0.9995 else f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"), (name, row[9])
+            assert float(row[10]) >= float(row[9])  # Holm never lowers a p
+            assert row[11] == stats.NO_VERDICT
+    assert rows["RGB*"][12] == "36.60" and rows["FanIn1"][12] == "38.32"
+    # the family is stated, and why one seed gives no verdict
+    assert "This study makes 4 comparisons" in md and "Holm" in md
+    assert "training noise was not measured" in md
 
 
 def test_class_table_matches_predictions(study):

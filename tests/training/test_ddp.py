@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from salclass.io import load_checkpoint
+from salclass.training.checkpoint import load_classifier
 from salclass.training import read_metrics
 
 HERE = Path(__file__).resolve().parent
@@ -41,6 +41,6 @@ def test_two_gloo_ranks_see_disjoint_data_and_end_with_identical_weights(tmp_pat
     assert [m["epoch"] for m in metrics] == [1, 2]
     assert all(m["train"]["images"] == 72 and m["val"]["images"] == 36 for m in metrics)
     assert [m["lr"] for m in metrics] == [0.01, 0.001]
-    ckpt = load_checkpoint(out / "checkpoint.pt", "salclass.classifier")
+    ckpt = load_classifier(out / "checkpoint.pt")
     assert ckpt["epoch"] == 2 and len(ckpt["rng"]) == 2
     assert (out / "done.json").is_file()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from salclass.io import load_checkpoint
+from salclass.training.checkpoint import load_classifier
 from salclass.training import read_metrics, train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def test_killed_and_stopped_run_resumes_to_the_uninterrupted_result(tmp_path: Pa
     proc.wait(timeout=60)
     proc.stdout.close()
     proc.stderr.close()
-    assert load_checkpoint(out / "checkpoint.pt", "salclass.classifier")["epoch"] == 1
+    assert load_classifier(out / "checkpoint.pt")["epoch"] == 1
     assert not (out / "done.json").exists()
 
     # Resume, then SIGTERM once epoch 2 is recorded: a clean stop with exit 143.
@@ -69,7 +69,7 @@ def test_killed_and_stopped_run_resumes_to_the_uninterrupted_result(tmp_path: Pa
     assert proc.returncode == 128 + signal.SIGTERM, err
     last = err.strip().splitlines()[-1]
     assert "SIGTERM" in last and "--resume" in last and str(out) in last
-    assert load_checkpoint(out / "checkpoint.pt", "salclass.classifier")["epoch"] == 2
+    assert load_classifier(out / "checkpoint.pt")["epoch"] == 2
     assert not (out / "done.json").exists()
 
     # Resume in-process to the end.
@@ -82,8 +82,8 @@ def test_killed_and_stopped_run_resumes_to_the_uninterrupted_result(tmp_path: Pa
         assert g["lr"] == w["lr"]
         for split in ("train", "val"):
             assert {k: g[split][k] for k in COMPARED} == {k: w[split][k] for k in COMPARED}, (g["epoch"], split)
-    a = load_checkpoint(out / "checkpoint.pt", "salclass.classifier")
-    b = load_checkpoint(rgb_run / "checkpoint.pt", "salclass.classifier")
+    a = load_classifier(out / "checkpoint.pt")
+    b = load_classifier(rgb_run / "checkpoint.pt")
     assert a["model"].keys() == b["model"].keys()
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key

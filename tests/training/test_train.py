@@ -11,7 +11,8 @@ import pytest
 import torch
 import yaml
 
-from salclass.io import load_checkpoint
+from salclass.errors import UserError
+from salclass.training.checkpoint import load_classifier
 from salclass.training import evaluate_run, read_metrics, train
 
 SPLIT_KEYS = {"loss", "top1", "top5", "images", "images_per_s", "seconds"}
@@ -27,13 +28,14 @@ def test_rgb_run_files_and_metrics(rgb_run: Path, tiny_store: Path):
         assert m["train"]["images"] == 72 and m["val"]["images"] == 36
         assert 0 <= m["val"]["top1"] <= m["val"]["top5"] <= 1
         assert np.isfinite(m["train"]["loss"]) and m["train"]["images_per_s"] > 0
-    ckpt = load_checkpoint(rgb_run / "checkpoint.pt", "salclass.classifier")
+    ckpt = load_classifier(rgb_run / "checkpoint.pt")
     assert ckpt["epoch"] == 3 and ckpt["model_name"] == "RGB"
     assert ckpt["num_classes"] == 3 and ckpt["input_size"] == 128
     assert {"model", "optimizer", "scheduler", "scaler", "rng", "config"} <= set(ckpt)
     assert ckpt["config"]["store"] == str(tiny_store)
     saved = yaml.safe_load((rgb_run / "config.yaml").read_text())
     assert saved["epochs"] == 3 and saved["model"] == "RGB" and saved["momentum"] == 0.9
+    assert ckpt["block_order"] == saved["block_order"] == "relu-bn" and saved["decay_on"] == "kernels"
     done = json.loads((rgb_run / "done.json").read_text())
     assert done["type"] == "salclass.run_done" and done["epochs"] == 3
     assert done["val"] == metrics[-1]["val"]
@@ -51,7 +53,7 @@ def test_fanin1_trains_two_epochs(tmp_path: Path, tiny_store: Path, small_config
     metrics = read_metrics(run)
     assert [m["epoch"] for m in metrics] == [1, 2]
     assert all(m["train"]["images"] == 72 for m in metrics)
-    ckpt = load_checkpoint(run / "checkpoint.pt", "salclass.classifier")
+    ckpt = load_classifier(run / "checkpoint.pt")
     assert ckpt["model_name"] == "FanIn1" and ckpt["uses_saliency"] is True
     assert any(k.startswith("sal_conv2") for k in ckpt["model"])
     # Training moved the weights: the two epochs' training losses differ.
@@ -67,7 +69,7 @@ def test_finetune_with_zero_new_weights_starts_at_baseline(tmp_path: Path, tiny_
     assert start["top5"] == base_val["top5"]
     assert start["loss"] == pytest.approx(base_val["loss"], rel=1e-5)
     assert "conv1.weight" in (run / "init.txt").read_text()
-    ckpt = load_checkpoint(run / "checkpoint.pt", "salclass.classifier")
+    ckpt = load_classifier(run / "checkpoint.pt")
     assert ckpt["model"]["conv1.weight"].shape[1] == 4
 
 
@@ -157,7 +159,7 @@ def test_mean_subtracted_run_uses_the_training_means_everywhere(tmp_path: Path, 
 
     run = train(small_config(tiny_store, tmp_path / "rgbs_mean", model="RGBS", mean_subtract=True, epochs=1,
                              milestones=[1]))
-    ckpt = load_checkpoint(run / "checkpoint.pt", "salclass.classifier")
+    ckpt = load_classifier(run / "checkpoint.pt")
     tr, va = Store.open(tiny_store / "train"), Store.open(tiny_store / "val")
     assert ckpt["input_mean"] == pytest.approx([float(v) for v in tr.mean])
     assert ckpt["saliency_mean"] == pytest.approx(tr.saliency_mean)
@@ -165,3 +167,17 @@ def test_mean_subtracted_run_uses_the_training_means_everywhere(tmp_path: Path, 
     # Evaluating the checkpoint later shifts the val images by the same (training) means as the run did.
     r = evaluate_run(run, tiny_store / "val", out=tmp_path / "eval")
     assert r["loss"] == pytest.approx(read_metrics(run)[-1]["val"]["loss"], rel=1e-6)
+
+
+def test_block_order_is_kept_by_evaluation_and_checked_by_fine_tuning(tmp_path: Path, tiny_store: Path,
+                                                                      small_config):
+    from salclass.training import evaluate_run
+
+    run = train(small_config(tiny_store, tmp_path / "bn_first", epochs=1, block_order="bn-relu"))
+    assert load_classifier(run)["block_order"] == "bn-relu"
+    last = read_metrics(run)[-1]["val"]
+    # evaluation rebuilds the network in the order it was trained in, so it reproduces the run's own numbers
+    ev = evaluate_run(run, tiny_store / "val", progress=False)
+    assert ev["loss"] == pytest.approx(last["loss"], rel=1e-5) and ev["top1"] == pytest.approx(last["top1"])
+    with pytest.raises(UserError, match="block order bn-relu"):
+        train(small_config(tiny_store, tmp_path / "ft", model="RGBS", epochs=1, init_from=str(run)))

@@ -68,7 +68,8 @@ def test_thesis_protocol_defaults(tmp_path: Path):
     from salclass.training import TrainConfig
 
     c = TrainConfig(store=tmp_path, out=tmp_path)
-    assert (c.lr, c.momentum, c.weight_decay, c.batch_size, c.epochs) == (0.01, 0.9, 0.0005, 128, 90)
+    assert (c.lr, c.momentum, c.weight_decay, c.batch_size, c.epochs) == (0.01, 0.9, 0.001, 128, 90)
+    assert c.decay_on == "kernels" and c.block_order == "relu-bn"
     assert c.milestones == [24, 45, 62] and c.lr_gamma == 0.1 and c.dropout == 0.5
     assert c.mean_subtract is False and c.crop is None and c.seed == 0
     assert c.init_new == "uniform" and not c.attention.enabled

@@ -5,12 +5,12 @@
     logits = m(image, saliency)
 """
 
-from salclass.models.alexnet import SaliencyAlexNet, Spec, spatial_sizes
+from salclass.models.alexnet import BLOCK_ORDERS, DEFAULT_BLOCK_ORDER, SaliencyAlexNet, Spec, spatial_sizes
 from salclass.models.registry import (CONST_SUFFIX, DEFAULT_CONST_VALUE, create, describe_models, get_variant,
                                       list_models, register)
 from salclass.models.surgery import INITS, TransplantReport, transplant
 
 __all__ = [
-    "CONST_SUFFIX", "DEFAULT_CONST_VALUE", "INITS", "SaliencyAlexNet", "Spec", "TransplantReport", "create",
+    "BLOCK_ORDERS", "DEFAULT_BLOCK_ORDER", "CONST_SUFFIX", "DEFAULT_CONST_VALUE", "INITS", "SaliencyAlexNet", "Spec", "TransplantReport", "create",
     "describe_models", "get_variant", "list_models", "register", "spatial_sizes", "transplant",
 ]

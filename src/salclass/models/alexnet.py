@@ -5,11 +5,23 @@ One class builds the whole family from a `Spec`: where the map enters
 through a fan-in branch of its own) and whether conv2 is kept.
 
 Layout (thesis table 3.2, one tower, batch norm, no LRN):
-conv1 96@11x11/4 -> bn1 -> relu1 -> pool1 3/2 -> conv2 256@5x5 (no padding)
--> bn2 -> relu2 -> pool2 3/2 -> conv3 384@3x3 -> conv4 384@3x3 -> conv5 256@3x3
+conv1 96@11x11/4 -> relu1 -> bn1 -> pool1 3/2 -> conv2 256@5x5 (no padding)
+-> relu2 -> bn2 -> pool2 3/2 -> conv3 384@3x3 -> conv4 384@3x3 -> conv5 256@3x3
 (padding 1, ReLU each) -> pool5 3/2 -> fc6 4096 -> fc7 4096 -> fc8 classes.
+
+Block order of conv1, conv2 and the fan-in branches: "relu-bn" is the
+thesis's (section 3.3.2: each convolution has its ReLU and is then followed by
+batch normalisation, as a Keras Conv2D with a ReLU activation followed by
+BatchNormalization), so a map joins after the ReLU (section 4.5: maps "are
+concatenated with the outputs of a ReLU") and before the BN. "bn-relu" (conv
+-> map -> BN -> ReLU) is kept as an option; there a constant shift of the
+input is removed exactly by training-mode BN, so mean subtraction changes
+nothing (docs/models.md).
+
 Every step is its own named submodule, used once per forward pass, so a
-forward hook on e.g. "relu3" sees exactly the conv3 activation.
+forward hook on e.g. "relu3" sees exactly the conv3 activation. Both orders
+have the same submodules and parameters, so their state dicts are
+interchangeable in shape; the checkpoint records which order trained them.
 """
 
 from __future__ import annotations
@@ -23,6 +35,11 @@ from torch import nn
 from salclass.errors import UserError
 
 _HOW = (None, "concat", "mul")
+BLOCK_ORDERS = {
+    "relu-bn": "conv -> ReLU -> map joins -> BN -> pool (the thesis's, section 3.3.2; default)",
+    "bn-relu": "conv -> map joins -> BN -> ReLU -> pool (mean subtraction is a no-op here)",
+}
+DEFAULT_BLOCK_ORDER = "relu-bn"
 
 
 @dataclass(frozen=True)
@@ -85,10 +102,11 @@ class SaliencyAlexNet(nn.Module):
 
     `const_map`: if set, the map is replaced inside forward by this constant
     (the control with no saliency information; the given map is never read).
+    `block_order`: "relu-bn" (the thesis's) or "bn-relu", see the module doc.
     """
 
     def __init__(self, spec: Spec, num_classes: int, input_size: int = 128, dropout: float = 0.5,
-                 const_map: float | None = None, name: str = "") -> None:
+                 const_map: float | None = None, name: str = "", block_order: str = DEFAULT_BLOCK_ORDER) -> None:
         super().__init__()
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             raise UserError(f"num_classes must be a positive integer, got {num_classes!r}")
@@ -96,6 +114,8 @@ class SaliencyAlexNet(nn.Module):
             raise UserError(f"input_size must be an integer, got {input_size!r}")
         if not 0.0 <= dropout < 1.0:
             raise UserError(f"dropout must be in [0, 1), got {dropout!r}")
+        if block_order not in BLOCK_ORDERS:
+            raise UserError(f"block_order must be one of {', '.join(BLOCK_ORDERS)}, got {block_order!r}")
         if const_map is not None and not spec.uses_saliency:
             raise UserError(f"{name or 'this variant'} does not use a saliency map, so it has no constant-map control")
         self.spec = spec
@@ -103,6 +123,7 @@ class SaliencyAlexNet(nn.Module):
         self.num_classes = num_classes
         self.input_size = input_size
         self.const_map = const_map
+        self.block_order = block_order
         sizes = spatial_sizes(spec, input_size)
 
         self.conv1 = nn.Conv2d(3 + (spec.input == "concat"), 96, 11, stride=4)
@@ -143,9 +164,10 @@ class SaliencyAlexNet(nn.Module):
             self.sal_pool2 = nn.MaxPool2d(3, 2)
         for bn_name in ("sal_bn1", "sal_bn2")[:spec.branch]:
             # Shift 1, not PyTorch's 0: a constant map (the -const control) reaches each branch BN with
-            # zero batch variance, so the BN emits just its shift; at 0 the ReLU would output 0, zero the
-            # image path through the multiplicative merge and pass no gradient, forever. The real variants
-            # start the same way, so a control differs from its variant only in the map.
+            # zero batch variance, so the BN emits just its shift; at 0 the branch would output 0 (in either
+            # block order), zero the image path through the multiplicative merge and pass no gradient,
+            # forever. The real variants start the same way, so a control differs from its variant only in
+            # the map.
             nn.init.ones_(getattr(self, bn_name).bias)
 
     @property
@@ -173,6 +195,14 @@ class SaliencyAlexNet(nn.Module):
         m = F.adaptive_avg_pool2d(s, x.shape[-2:])
         return torch.cat([x, m], 1) if how == "concat" else x * m
 
+    def _block(self, x: torch.Tensor, s: torch.Tensor | None, how: str | None, conv: nn.Module, relu: nn.Module,
+               bn: nn.Module, pool: nn.Module) -> torch.Tensor:
+        """One conv block with the map joining where the block order puts it: after the ReLU
+        (thesis) or straight after the convolution (bn-relu); either way before the BN."""
+        if self.block_order == "relu-bn":
+            return pool(bn(self._inject(relu(conv(x)), s, how)))
+        return pool(relu(bn(self._inject(conv(x), s, how))))
+
     def forward(self, image: torch.Tensor, saliency: torch.Tensor | None = None) -> torch.Tensor:
         if image.dim() != 4 or image.shape[1] != 3 or image.shape[-1] != self.input_size or image.shape[-2] != self.input_size:
             raise UserError(f"model {self.variant} takes images (B, 3, {self.input_size}, {self.input_size}), "
@@ -180,17 +210,15 @@ class SaliencyAlexNet(nn.Module):
         spec = self.spec
         s = self._saliency(image, saliency)
         x = self._inject(image, s, spec.input)
-        x = self._inject(self.conv1(x), s, spec.conv1)
-        x = self.pool1(self.relu1(self.bn1(x)))
+        x = self._block(x, s, spec.conv1, self.conv1, self.relu1, self.bn1, self.pool1)
         if spec.branch:
-            b = self.sal_pool1(self.sal_relu1(self.sal_bn1(self.sal_conv1(s))))
+            b = self._block(s, None, None, self.sal_conv1, self.sal_relu1, self.sal_bn1, self.sal_pool1)
             if spec.branch == 2:
-                b = self.sal_pool2(self.sal_relu2(self.sal_bn2(self.sal_conv2(b))))
+                b = self._block(b, None, None, self.sal_conv2, self.sal_relu2, self.sal_bn2, self.sal_pool2)
         if spec.branch == 1:
             x = x * b
         if not spec.skip_conv2:
-            x = self._inject(self.conv2(x), s, spec.conv2)
-            x = self.pool2(self.relu2(self.bn2(x)))
+            x = self._block(x, s, spec.conv2, self.conv2, self.relu2, self.bn2, self.pool2)
         if spec.branch == 2:
             x = x * b
         x = self.relu3(self.conv3(x))

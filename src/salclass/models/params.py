@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from salclass.models.alexnet import spatial_sizes
+from salclass.models.alexnet import BLOCK_ORDERS, DEFAULT_BLOCK_ORDER, spatial_sizes
 from salclass.models.registry import create, get_variant, list_models
 
 BASELINE = "RGB"
@@ -63,9 +63,10 @@ class Claim:
     why: str
 
 
-def count_variant(name: str, input_size: int = 128, num_classes: int = THESIS_NUM_CLASSES) -> VariantCount:
+def count_variant(name: str, input_size: int = 128, num_classes: int = THESIS_NUM_CLASSES,
+                  block_order: str = DEFAULT_BLOCK_ORDER) -> VariantCount:
     with torch.device("meta"):
-        model = create(name, num_classes, input_size=input_size)
+        model = create(name, num_classes, input_size=input_size, block_order=block_order)
     layers = []
     for mod_name, mod in model.named_modules():
         if isinstance(mod, nn.Conv2d | nn.Linear):
@@ -122,6 +123,8 @@ def thesis_claims(counts: dict[str, VariantCount], input_size: int) -> list[Clai
 
 def params_report(input_size: int = 128, num_classes: int = THESIS_NUM_CLASSES) -> dict:
     counts = count_all(input_size, num_classes)
+    same = all(count_variant(name, input_size, num_classes, order).layers == c.layers
+               for name, c in counts.items() for order in BLOCK_ORDERS if order != DEFAULT_BLOCK_ORDER)
     base = counts[BASELINE]
     variants = {}
     for name, c in counts.items():
@@ -135,7 +138,8 @@ def params_report(input_size: int = 128, num_classes: int = THESIS_NUM_CLASSES) 
         }
     return {
         "type": "salclass.params", "version": 1, "size": input_size, "num_classes": num_classes,
-        "baseline": BASELINE, "variants": variants,
+        "block_orders": {"counted": list(BLOCK_ORDERS), "same_parameters": same}, "baseline": BASELINE,
+        "variants": variants,
         "thesis": [{"claim": c.what, "stated": c.stated, "actual": c.actual, "matches": c.matches, "why": c.why}
                    for c in thesis_claims(counts, input_size)],
     }
@@ -160,7 +164,9 @@ def format_report(rep: dict) -> str:
     consts = [n for n in rep["variants"] if get_variant(n).const]
     order = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8", "sal_conv1", "sal_conv2"]
     lines = [f"Parameters at {rep['size']}x{rep['size']} input, {rep['num_classes']} classes "
-             f"(difference to {rep['baseline']})", "",
+             f"(difference to {rep['baseline']})",
+             ("The same in both block orders (" if rep["block_orders"]["same_parameters"] else
+              "DIFFERENT between the block orders (") + " and ".join(rep["block_orders"]["counted"]) + ").", "",
              "Weights only (convolution and fully connected kernels):"]
     rows = []
     for name, v in variants.items():

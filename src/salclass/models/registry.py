@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from salclass.errors import UserError
-from salclass.models.alexnet import SaliencyAlexNet, Spec
+from salclass.models.alexnet import DEFAULT_BLOCK_ORDER, SaliencyAlexNet, Spec
 
 CONST_SUFFIX = "-const"
 DEFAULT_CONST_VALUE = 0.5
@@ -77,14 +77,16 @@ def get_variant(name: str) -> Variant:
 
 
 def create(name: str, num_classes: int, input_size: int = 128, dropout: float = 0.5,
-           const_value: float = DEFAULT_CONST_VALUE) -> SaliencyAlexNet:
+           const_value: float = DEFAULT_CONST_VALUE, block_order: str = DEFAULT_BLOCK_ORDER) -> SaliencyAlexNet:
     """Build variant `name` with freshly initialised weights.
 
     const_value: the map value the "-const" controls use in place of the saliency map.
+    block_order: "relu-bn" (conv -> ReLU -> BN -> pool, the thesis's) or "bn-relu".
     """
     variant = get_variant(name)
     return SaliencyAlexNet(variant.spec, num_classes, input_size=input_size, dropout=dropout,
-                           const_map=float(const_value) if variant.const else None, name=variant.name)
+                           const_map=float(const_value) if variant.const else None, name=variant.name,
+                           block_order=block_order)
 
 
 # --- the variants ---------------------------------------------------------------

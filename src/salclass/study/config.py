@@ -148,12 +148,16 @@ class StudyConfig:
     epoch_scale: float = 1.0
     epochs: int = 90  # default length of a run, thesis scale
     milestones: list[int] = field(default_factory=lambda: [24, 45, 62])
+    # conv -> ReLU -> BN (the thesis's) or conv -> BN -> ReLU, for every network of the study.
+    block_order: Literal["relu-bn", "bn-relu"] = "relu-bn"
     train: dict = field(default_factory=dict)  # training settings applied to every run (batch_size, device...)
     experiments: list[Experiment] = field(default_factory=list)
     comparisons: list[ComparisonSettings] = field(default_factory=list)
     figures: list[FigureSettings] = field(default_factory=list)
-    bootstrap: int = 2000  # bootstrap resamples per comparison
-    alpha: float = 0.05
+    bootstrap: int = 2000  # bootstrap resamples per comparison (the image-only interval of one seed)
+    alpha: float = 0.05  # for the whole family of comparisons (Holm)
+    # A thesis claim of "no difference" holds only if ours is shown to lie within +-this many top-1 points.
+    equivalence_margin: float = 1.0
     examples: int = 8  # images in the report's grid of maps
 
     def __post_init__(self):
@@ -167,10 +171,14 @@ class StudyConfig:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if not 0 < self.alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+        if not 0 < self.equivalence_margin < 100:
+            raise ValueError(f"equivalence_margin must be in (0, 100) points, got {self.equivalence_margin}")
         if self.bootstrap < 100:
             raise ValueError(f"bootstrap must be >= 100 resamples, got {self.bootstrap}")
         if not self.experiments:
             raise ValueError("experiments: the study lists no experiments")
+        if "block_order" in self.train or any("block_order" in e.train for e in self.experiments):
+            raise ValueError("block_order: set it once at the top level of the study (every network shares it)")
         names = [e.name for e in self.experiments]
         dup = {n for n in names if names.count(n) > 1}
         if dup:

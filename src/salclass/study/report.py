@@ -62,6 +62,28 @@ def _thesis(x: float | None) -> str:
     return "" if x is None else f"{x:.2f}"
 
 
+def _p_pair(c: stats.Comparison) -> tuple[str, str]:
+    return _p(c.p), ("" if c.p_adjusted is None else _p(c.p_adjusted))
+
+
+def _family_note(res: StudyResults) -> list[Block]:
+    """How many comparisons were made, how p is adjusted, and what one seed cannot tell."""
+    done = [p.result for p in res.pairs if p.result is not None]
+    if not done:
+        return []
+    text = (f"This study makes {len(done)} comparisons (both tables below); their p-values are adjusted together "
+            "with Holm's method, which keeps the chance of even one false verdict in the whole study below "
+            f"alpha = {res.cfg.alpha:g}.")
+    one = [c for c in done if not c.can_decide]
+    if one:
+        text += (f" {len(one)} of them rest on one seed: with one run per network the run-to-run training noise "
+                 "was not measured, so they get no verdict. Their interval (paired bootstrap over images) and p "
+                 "(McNemar's test) cover only the choice of validation images; a difference of several points "
+                 "between two single runs can be training noise alone (docs/study.md, \"How verdicts are made\"). "
+                 "Run the study with at least 3 seeds for verdicts.")
+    return [Block("p", text)]
+
+
 # --- sections --------------------------------------------------------------
 
 def _setup(res: StudyResults) -> list[Block]:
@@ -73,7 +95,8 @@ def _setup(res: StudyResults) -> list[Block]:
     src = cfg.data.source if cfg.data.source is not None else cfg.data.store
     out.append(Block("p", f"Data: {store_txt} (from `{src}`), images of {cfg.data.size} px. "
                           f"Seeds: {', '.join(map(str, cfg.seeds))}. Epoch scale: {cfg.epoch_scale:g} "
-                          f"(thesis-length runs are multiplied by it). Saliency model: `{cfg.saliency.model}`. "
+                          f"(thesis-length runs are multiplied by it). Block order: {cfg.block_order}. "
+                          f"Saliency model: `{cfg.saliency.model}`. "
                           f"Runs finished and evaluated: {n_done} of {n_runs}."))
     missing = [f"{name} seed {s}" for name, e in res.experiments.items() for s in e.missing]
     if missing:
@@ -106,14 +129,16 @@ def _results_table(res: StudyResults) -> list[Block]:
     out = [Block("h2", "Results (the analogue of table 4.1)"),
            Block("p", "Top-1 and top-5 validation accuracy in percent (mean ± standard deviation over seeds). "
                       "Δ is the experiment minus its baseline in percentage points with its 95% confidence "
-                      "interval; p is McNemar's test on the paired per-image predictions; the verdict says "
-                      f"whether the difference is distinguishable from noise (alpha = {cfg.alpha:g}).")]
+                      "interval; p is the raw p-value of the top-1 difference and p (Holm) the same adjusted for "
+                      "all the comparisons of this study; the verdict says whether the difference is "
+                      f"distinguishable from noise (adjusted p below alpha = {cfg.alpha:g}).")]
+    out += _family_note(res)
     classes = {len(r.class_names) for e in res.experiments.values() for r in e.runs.values()}
     if classes and max(classes) <= 5:
         out.append(Block("p", f"With {max(classes)} classes every run's top-5 accuracy is 100% by definition; "
                               "only top-1 says anything here."))
     header = ["Experiment", "Model", "Start", "Epochs", "Top-1 %", "Top-5 %", "Baseline", "Δ top-1 [95% CI]",
-              "Δ top-5 [95% CI]", "McNemar p", "Verdict", "Thesis top-1", "Thesis top-5"]
+              "Δ top-5 [95% CI]", "p", "p (Holm)", "Verdict", "Thesis top-1", "Thesis top-5"]
     for stage, title in STAGE_TITLES.items():
         exps = [e for e in cfg.experiments if e.stage == stage]
         if not exps:
@@ -130,7 +155,7 @@ def _results_table(res: StudyResults) -> list[Block]:
                 model += f", attention transfer β={e.attention.beta:g} at {e.attention.layer}"
             rows.append([e.name, model, start, str(epochs), _pm(r.top1), _pm(r.top5), e.baseline or "",
                          _ci(cmp_.top1) if cmp_ else "", _ci(cmp_.top5) if cmp_ else "",
-                         _p(cmp_.mcnemar.p) if cmp_ else "", cmp_.verdict if cmp_ else "",
+                         *(_p_pair(cmp_) if cmp_ else ("", "")), cmp_.verdict if cmp_ else "",
                          _thesis(e.thesis.top1), _thesis(e.thesis.top5)])
         out += [Block("h3", title), Block("table", header=header, items=rows)]
         described = [f"{e.name}: {e.description}" for e in exps if e.description]
@@ -147,13 +172,13 @@ def _extra_table(res: StudyResults) -> list[Block]:
     for p in extra:
         c = p.result
         rows.append([p.question, p.variant, p.against, _ci(c.top1) if c else "missing",
-                     f"{c.mcnemar.b} / {c.mcnemar.c}" if c else "", _p(c.mcnemar.p) if c else "",
+                     f"{c.mcnemar.b} / {c.mcnemar.c}" if c else "", *(_p_pair(c) if c else ("", "")),
                      c.verdict if c else ""])
     return [Block("h2", "Controls and further comparisons"),
             Block("p", "Each row compares two experiments image by image, like the table above; "
-                       "b / c count the images only the first / only the second gets right."),
+                       "b / c count the images only the first / only the second gets right (summed over seeds)."),
             Block("table", header=["Question", "Experiment", "Against", "Δ top-1 [95% CI]", "b / c",
-                                   "McNemar p", "Verdict"], items=rows)]
+                                   "p", "p (Holm)", "Verdict"], items=rows)]
 
 
 def _class_table(res: StudyResults) -> list[Block]:
@@ -284,28 +309,66 @@ def _direction(delta: float) -> str:
     return "better" if delta > 0 else ("worse" if delta < 0 else "same")
 
 
-def _claim_status(claim: str, verdict: str) -> str:
+HOLDS = "holds"
+CONTRADICTED = "contradicted: the difference here goes the other way"
+NOT_CONFIRMED = "not confirmed: the difference here is within noise"
+NOT_TESTED = "not tested: one seed, so training noise was not measured"
+SAME_CONSISTENT = "consistent: equivalent within ±{margin:g} points here"
+SAME_CONTRADICTED = "contradicted: there is a difference here"
+SAME_UNTESTABLE = "not testable at this resolution: neither a difference nor equivalence within ±{margin:g} points"
+
+
+def claim_status(claim: str, c: stats.Comparison, margin_points: float, alpha: float) -> str:
+    """What our comparison says of a thesis claim ("better", "worse" or "same").
+
+    A direction holds only when our verdict is that direction, and is contradicted
+    only by the opposite verdict. "Same" is consistent only when equivalence within
+    the margin is shown; an inconclusive result neither confirms nor contradicts it.
+    Without a measure of training noise (one seed) nothing is tested."""
+    if claim not in ("better", "worse", "same"):
+        raise ValueError(f"unknown claim {claim!r}")
+    if not c.can_decide:
+        return NOT_TESTED
     if claim == "same":
-        return "consistent: no difference here either" if verdict == stats.NOISE else "contradicted"
-    wanted = stats.BETTER if claim == "better" else stats.WORSE
-    if verdict == wanted:
-        return "holds"
-    if verdict == stats.NOISE:
-        return "not confirmed: the difference here is within noise"
-    return "contradicted: the difference here goes the other way"
+        if c.verdict in (stats.BETTER, stats.WORSE):
+            return SAME_CONTRADICTED
+        if stats.equivalent(c.top1, margin_points / 100.0, alpha, c.family or 1):
+            return SAME_CONSISTENT.format(margin=margin_points)
+        return SAME_UNTESTABLE.format(margin=margin_points)
+    wanted, opposite = (stats.BETTER, stats.WORSE) if claim == "better" else (stats.WORSE, stats.BETTER)
+    if c.verdict == wanted:
+        return HOLDS
+    if c.verdict == opposite:
+        return CONTRADICTED
+    return NOT_CONFIRMED
+
+
+def saliency_experiment(res: StudyResults, p: PairResult) -> bool:
+    """Whether `p` is a saliency experiment against its own baseline, what the overall count
+    is about. Controls, baselines compared with each other and the extra questions are not."""
+    e = res.cfg.experiment(p.variant)
+    return e.stage not in ("controls", "baselines") and e.baseline == p.against
 
 
 def _diff_text(p: PairResult) -> str:
     c = p.result
+    adj = "" if c.p_adjusted is None else f", Holm-adjusted p = {_p(c.p_adjusted)}"
+    scope = "" if c.can_decide else ", images only"
     return (f"{p.variant} − {p.against} = {_pts(c.top1.diff)} points top-1 "
-            f"(95% CI {_pts(c.top1.low)} to {_pts(c.top1.high)}, McNemar p = {_p(c.mcnemar.p)})")
+            f"(95% CI {_pts(c.top1.low)} to {_pts(c.top1.high)}{scope}; p = {_p(c.p)}{adj})")
+
+
+def _answer(c: stats.Comparison, p: PairResult) -> str:
+    if not c.can_decide:
+        return "no verdict: one seed"
+    return {stats.BETTER: f"yes, {p.variant} is better than {p.against}",
+            stats.WORSE: f"{p.variant} is worse than {p.against}",
+            stats.NOISE: "no evidence of a difference at this sample size"}[c.verdict]
 
 
 def conclusions(res: StudyResults) -> list[Block]:
-    """Plain-language findings, each derived from a comparison by fixed rules:
-    a thesis claim holds when our verdict matches its direction, is not confirmed
-    when our difference is within noise, and is contradicted when it goes the other
-    way; a control's question is answered by its verdict."""
+    """Plain-language findings, each derived from a comparison by fixed rules
+    (`claim_status` for the thesis's claims, the verdict for the rest)."""
     done = [p for p in res.pairs if p.result is not None]
     out = [Block("h2", "Conclusion (generated from the numbers above)")]
     if not done:
@@ -316,11 +379,13 @@ def conclusions(res: StudyResults) -> list[Block]:
     images = max(p.images for p in done)
     n_seeds = max(len(p.seeds) for p in done)
     if widths:
+        covers = "the choice of images and training noise" if n_seeds >= 2 else "the choice of images only"
         out.append(Block("p", f"Resolution: with {images} validation images and {n_seeds} seed(s), the 95% "
-                              f"intervals of the pairs that disagree on some image are about "
+                              f"intervals (covering {covers}) of the pairs that disagree on some image are about "
                               f"±{float(np.median(widths)):.1f} points wide (median), so smaller differences "
                               "cannot be told from noise in this study."))
 
+    margin = res.cfg.equivalence_margin
     claims, answers = [], []
     for p in done:
         claim = p.claim
@@ -334,36 +399,52 @@ def conclusions(res: StudyResults) -> list[Block]:
         if claim is not None:
             label = f"{p.question} " if p.question else ""
             claims.append(f"{label}{p.variant} vs {p.against}: {thesis}; here {_diff_text(p)}: "
-                          f"**{_claim_status(claim, p.result.verdict)}**.")
-        elif p.question or res.cfg.experiment(p.variant).stage in ("controls", "future"):
-            answer = {stats.BETTER: f"yes, {p.variant} is better than {p.against}",
-                      stats.WORSE: f"no, {p.variant} is worse than {p.against}",
-                      stats.NOISE: "no evidence of a difference at this sample size"}[p.result.verdict]
+                          f"**{claim_status(claim, p.result, margin, res.cfg.alpha)}**.")
+        elif p.question or not saliency_experiment(res, p) or res.cfg.experiment(p.variant).stage == "future":
             q = p.question or f"Does {p.variant} differ from {p.against}?"
-            answers.append(f"{q} {_diff_text(p)}: **{answer}**.")
+            answers.append(f"{q} {_diff_text(p)}: **{_answer(p.result, p)}**.")
     if claims:
         out += [Block("h3", "The thesis's claims"), Block("list", items=claims)]
     if answers:
         out += [Block("h3", "What the controls and the new experiments show"), Block("list", items=answers)]
-
-    saliency_pairs = [p for p in done if res.cfg.experiment(p.variant).baseline == p.against]
-    counts = {v: sum(p.result.verdict == v for p in saliency_pairs) for v in (stats.BETTER, stats.WORSE, stats.NOISE)}
-    if saliency_pairs:
-        best = max(saliency_pairs, key=lambda p: p.result.top1.diff)
-        worst = min(saliency_pairs, key=lambda p: p.result.top1.diff)
-        text = (f"Overall, of {len(saliency_pairs)} experiments compared with their baselines, "
-                f"{counts[stats.BETTER]} are better, {counts[stats.WORSE]} are worse and "
-                f"{counts[stats.NOISE]} are not distinguishable from noise.")
-        if best.result.top1.diff > 0:
-            text += (f" The largest gain is {best.variant} over {best.against} "
-                     f"({_pts(best.result.top1.diff)} points, {best.result.verdict}).")
-        if worst.result.top1.diff < 0:
-            text += (f" The largest loss is {worst.variant} against {worst.against} "
-                     f"({_pts(worst.result.top1.diff)} points, {worst.result.verdict}).")
-        out.append(Block("p", text))
+    out += _overall(res, done)
     out += _untrained(res)
     out += _params_conclusion(res.layout)
     return out
+
+
+def _overall(res: StudyResults, done: list[PairResult]) -> list[Block]:
+    """The count over saliency experiments only; controls answer other questions."""
+    saliency = [p for p in done if saliency_experiment(res, p)]
+    others = len(done) - len(saliency)
+    if not saliency:
+        return []
+    best = max(saliency, key=lambda p: p.result.top1.diff)
+    worst = min(saliency, key=lambda p: p.result.top1.diff)
+    excluded = (f" (the other {others} comparisons, controls, baselines and further questions, are not counted "
+                "here)" if others else "")
+    decidable = [p for p in saliency if p.result.can_decide]
+    if decidable:
+        counts = {v: sum(p.result.verdict == v for p in decidable) for v in (stats.BETTER, stats.WORSE, stats.NOISE)}
+        text = (f"Overall, of {len(decidable)} saliency experiments compared with their baselines{excluded}, "
+                f"{counts[stats.BETTER]} are better, {counts[stats.WORSE]} are worse and "
+                f"{counts[stats.NOISE]} are not distinguishable from noise.")
+        undecided = len(saliency) - len(decidable)
+        if undecided:
+            text += f" {undecided} more have one seed only and no verdict."
+    else:
+        up = sum(p.result.top1.diff > 0 for p in saliency)
+        down = sum(p.result.top1.diff < 0 for p in saliency)
+        text = (f"Overall, {len(saliency)} saliency experiments were compared with their baselines{excluded}, "
+                "with one seed each, so none gets a verdict: training noise was not measured. "
+                f"{up} differences point up and {down} down.")
+    if best.result.top1.diff > 0:
+        text += (f" The largest gain is {best.variant} over {best.against} "
+                 f"({_pts(best.result.top1.diff)} points, {best.result.verdict}).")
+    if worst.result.top1.diff < 0:
+        text += (f" The largest loss is {worst.variant} against {worst.against} "
+                 f"({_pts(worst.result.top1.diff)} points, {worst.result.verdict}).")
+    return [Block("p", text)]
 
 
 def _untrained(res: StudyResults) -> list[Block]:
@@ -392,18 +473,28 @@ def _params_conclusion(layout: StudyLayout) -> list[Block]:
     return [Block("p", text + ".")]
 
 
-def _method() -> list[Block]:
+def _method(cfg: StudyConfig) -> list[Block]:
     return [Block("h2", "How the statistics are computed"),
             Block("list", items=[
                 "Every experiment is trained once per seed; a variant and its baseline share seeds and are "
                 "evaluated on the same validation images, so their predictions are compared image by image.",
-                "95% confidence interval of a difference: paired bootstrap. Validation images are resampled "
-                "with replacement (the same images for both runs); with several seeds the seeds are resampled "
-                "too, so the interval also covers run-to-run training noise. Percentile interval.",
-                "McNemar's test on the images only one of the two gets right (pooled over seeds): exact "
-                "binomial test below 25 such images, chi-square with continuity correction above.",
-                "Verdict: better or worse only when the interval excludes zero and McNemar's p is below alpha; "
-                "otherwise not distinguishable from noise."])]
+                "Several seeds: the difference of the means is tested with a t-test whose variance has two "
+                "parts, the spread of the per-seed differences (training noise) and the spread of the per-image "
+                "differences averaged over seeds (the choice of images), with Welch-Satterthwaite degrees of "
+                "freedom; the 95% interval is the matching t interval.",
+                "One seed: no verdict. The interval is a paired bootstrap over the validation images and p is "
+                "McNemar's test on the images only one of the two gets right (exact below 25 such images); both "
+                "ignore training noise, which one run per network cannot measure.",
+                "All comparisons of the study form one family: p-values are adjusted with Holm's method, and a "
+                f"verdict (better or worse) needs the adjusted p below alpha = {cfg.alpha:g}.",
+                "A thesis claim of a direction holds only when the verdict goes that way. A claim of no difference "
+                f"is consistent only when two one-sided tests show the difference within ±{cfg.equivalence_margin:g} "
+                "points (at alpha divided by the number of comparisons); otherwise it is not testable at this "
+                "resolution.",
+                "Controls (and baselines compared with each other) are reported as such and left out of the "
+                "overall count of saliency experiments.",
+                "benchmarks/verdicts.py measures the false-positive rates of these rules on simulated studies "
+                "with no real differences (docs/study.md)."])]
 
 
 # --- rendering -------------------------------------------------------------
@@ -486,7 +577,7 @@ def build_report(root: str | Path, cfg: StudyConfig | None = None) -> Path:
     blocks += _figures(res)
     blocks += _saliency(res)
     blocks += conclusions(res)
-    blocks += _method()
+    blocks += _method(cfg)
     atomic_write_text(res.layout.report_md, to_markdown(blocks, root))
     atomic_write_text(res.layout.report_html, to_html(blocks, f"Study report: {cfg.name}"))
     return res.layout.report_md

@@ -175,8 +175,11 @@ def collect(root: str | Path, cfg: StudyConfig) -> StudyResults:
             pairs.append(PairResult(v, a, pair.question, pair.claim, [], 0, None, thesis_delta))
             continue
         cmp_ = stats.compare(_stack(var, "correct1"), _stack(base, "correct1"),
-                             _stack(var, "correct5"), _stack(base, "correct5"),
-                             resamples=cfg.bootstrap, seed=i, alpha=cfg.alpha)
+                             _stack(var, "correct5"), _stack(base, "correct5"), resamples=cfg.bootstrap, seed=i)
         pairs.append(PairResult(v, a, pair.question, pair.claim, seeds, int(var[0].index.size), cmp_, thesis_delta,
                                 _class_gains(var, base)))
+    # One family: every comparison the report makes, adjusted together.
+    done = [p for p in pairs if p.result is not None]
+    for p, decided in zip(done, stats.decide([p.result for p in done], cfg.alpha)):
+        p.result = decided
     return StudyResults(cfg, layout, exps, pairs)

@@ -52,7 +52,7 @@ def train_settings(cfg: StudyConfig, layout: StudyLayout, e: Experiment, seed: i
     epochs, milestones = cfg.schedule(e)
     fixed = {
         "store": str(layout.store), "out": str(layout.run(e, seed)), "model": e.model, "seed": seed,
-        "epochs": epochs, "milestones": milestones, "mean_subtract": e.mean_subtract,
+        "epochs": epochs, "milestones": milestones, "mean_subtract": e.mean_subtract, "block_order": cfg.block_order,
     }
     if e.init_from is not None:
         fixed["init_from"] = str(run_files(layout.run(cfg.experiment(e.init_from), seed))["checkpoint"])

@@ -17,7 +17,8 @@ from salclass.errors import UserError
 from salclass.io import load_checkpoint
 
 CHECKPOINT_TYPE = "salclass.classifier"
-CHECKPOINT_VERSION = 1
+# 2: records `block_order`; version 1 checkpoints were all trained conv -> BN -> ReLU.
+CHECKPOINT_VERSION = 2
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
@@ -66,3 +67,8 @@ def load_classifier(run_or_ckpt: str | Path) -> dict:
     if missing:
         raise UserError(f"{path}: classifier checkpoint lacks '{missing[0]}'")
     return ckpt
+
+
+def block_order_of(ckpt: dict) -> str:
+    """The block order the checkpoint's weights were trained with."""
+    return ckpt.get("block_order", "bn-relu") if int(ckpt.get("version", 1)) >= 2 else "bn-relu"

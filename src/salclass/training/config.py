@@ -2,8 +2,16 @@
 
 The defaults are the protocol shared by every experiment of the thesis
 (section 3.3.3): SGD with momentum 0.9, learning rate 0.01 divided by 10 at
-epochs 24, 45 and 62 of 90, L2 weight decay 5e-4, batches of 128,
-cross-entropy, dropout 0.5, no mean subtraction, random crop and flip.
+epochs 24, 45 and 62 of 90, Keras's l2(0.0005) on the convolution and dense
+kernels, batches of 128, cross-entropy, dropout 0.5, no mean subtraction,
+random crop and flip, and the thesis's block order conv -> ReLU -> BN -> pool.
+
+Regularisation: Keras's l2(0.0005) adds 0.0005 * sum(w^2) of each kernel to the
+loss, whose gradient is 0.001 * w. SGD's `weight_decay` adds wd * w to the
+gradient before momentum, so weight_decay = 0.001 on the kernels alone is the
+same update (`decay_on: kernels`). `decay_on: all` applies it to every parameter,
+biases and batch-norm scale and shift included (what salclass did before, with
+weight_decay 0.0005).
 """
 
 from __future__ import annotations
@@ -11,6 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+# Keras's l2(0.0005) as SGD weight decay: the gradient of 0.0005 * w^2 is 0.001 * w.
+THESIS_WEIGHT_DECAY = 0.001
 
 # Fields that only change how fast or where a run computes, not what it
 # computes; a resumed or re-launched run may change them freely.
@@ -48,7 +59,9 @@ class TrainConfig:
     lr: float = 0.01
     lr_gamma: float = 0.1
     momentum: float = 0.9
-    weight_decay: float = 0.0005
+    weight_decay: float = THESIS_WEIGHT_DECAY
+    decay_on: Literal["kernels", "all"] = "kernels"
+    block_order: Literal["relu-bn", "bn-relu"] = "relu-bn"
     batch_size: int = 128
     dropout: float = 0.5
     mean_subtract: bool = False

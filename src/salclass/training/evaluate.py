@@ -18,7 +18,7 @@ import torch
 from salclass.errors import UserError
 from salclass.io import atomic_write_bytes, atomic_write_json
 from salclass.lock import folder_lock
-from salclass.training.checkpoint import checkpoint_path, load_classifier
+from salclass.training.checkpoint import block_order_of, checkpoint_path, load_classifier
 from salclass.training.distributed import World
 from salclass.training.engine import Runtime, evaluate
 
@@ -62,7 +62,7 @@ def evaluate_run(run_or_ckpt: str | Path, store_split: str | Path, out: str | Pa
     world = World()
     dev = resolve_device(device, world)
     net = create(ckpt["model_name"], ckpt["num_classes"], input_size=size,
-                 dropout=float(ckpt["config"].get("dropout", 0.5)))
+                 dropout=float(ckpt["config"].get("dropout", 0.5)), block_order=block_order_of(ckpt))
     try:
         net.load_state_dict(ckpt["model"])
     except RuntimeError as e:

@@ -30,12 +30,13 @@ from salclass.io import append_line_durably, atomic_torch_save, atomic_write_jso
 from salclass.lock import LOCK_NAME, folder_lock
 from salclass.settings import load_settings, save_settings, to_dict
 from salclass.training import distributed
-from salclass.training.checkpoint import (CHECKPOINT_NAME, CHECKPOINT_TYPE, CHECKPOINT_VERSION, load_classifier,
-                                          rng_state, set_rng_state)
+from salclass.training.checkpoint import (CHECKPOINT_NAME, CHECKPOINT_TYPE, CHECKPOINT_VERSION, block_order_of,
+                                          load_classifier, rng_state, set_rng_state)
 from salclass.training.config import RUNTIME_FIELDS, TrainConfig
 from salclass.training.distributed import World
 from salclass.training.engine import (AttentionLoss, NonFiniteLoss, Runtime, StopFlag, TrainingInterrupted,
                                       evaluate, train_one_epoch)
+from salclass.training.optim import sgd
 
 CONFIG_NAME = "config.yaml"
 METRICS_NAME = "metrics.jsonl"
@@ -212,7 +213,7 @@ class _Run:
 
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
-        net = create(cfg.model, num_classes, input_size=crop, dropout=cfg.dropout)
+        net = create(cfg.model, num_classes, input_size=crop, dropout=cfg.dropout, block_order=cfg.block_order)
         if ckpt is not None:
             _check_compatible(ckpt, net, num_classes, crop, self.out / CHECKPOINT_NAME)
             net.load_state_dict(ckpt["model"])
@@ -225,6 +226,9 @@ class _Run:
             base_classes = base.get("classes")
             if base_classes is not None and [c[0] for c in base_classes] != [w for w, _ in train_store.classes]:
                 raise UserError(f"init_from: {cfg.init_from} was trained on other classes than {cfg.store}")
+            if block_order_of(base) != cfg.block_order:
+                raise UserError(f"init_from: {cfg.init_from} was trained with block order {block_order_of(base)}, "
+                                f"this run uses {cfg.block_order}; its weights would not mean the same")
             report = transplant(base["model"], net, init=cfg.init_new, seed=cfg.seed)
             return net, report
         return net, None
@@ -289,7 +293,7 @@ class _Run:
                      channels_last=fmt is torch.channels_last, progress=cfg.progress,
                      check_every=25 if on_cuda else 1)
 
-        optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        optimizer = sgd(net, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.decay_on)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.lr_gamma)
         start_epoch = 0
         if ckpt is not None:
@@ -408,6 +412,7 @@ class _Run:
             "type": CHECKPOINT_TYPE,
             "version": CHECKPOINT_VERSION,
             "model_name": net.variant,
+            "block_order": net.block_order,
             "num_classes": num_classes,
             "input_size": crop,
             "classes": [[w, n] for w, n in train_store.classes],
