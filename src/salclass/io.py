@@ -70,15 +70,12 @@ def fsync_dir(folder: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def remove_stale_temps(folder: str | os.PathLike) -> list[str]:
+def remove_stale_temps(folder: str | os.PathLike) -> None:
     """Delete the temp files that killed atomic writes left in `folder` (not in
     its subfolders). Only for a writer that holds the folder's lock."""
-    removed = []
     for name in os.listdir(folder):
         if _TMP_NAME.match(name) and os.path.isfile(os.path.join(folder, name)):
             os.unlink(os.path.join(folder, name))
-            removed.append(name)
-    return removed
 
 
 def _atomic_write(path: Path, fill) -> None:

@@ -71,8 +71,11 @@ def _record(mode: str) -> bytes:
 
 
 def _holders(fd: int) -> list[dict]:
+    # Readers only ever append (only a writer may truncate), so the holders
+    # alive now are among the last lines.
     try:
-        text = os.pread(fd, 1 << 16, 0).decode("utf-8", "replace")
+        size = os.fstat(fd).st_size
+        text = os.pread(fd, 1 << 16, max(0, size - (1 << 16))).decode("utf-8", "replace")
     except OSError:
         return []
     found = {}
