@@ -109,3 +109,142 @@ def tiny_store(tmp_path_factory, tiny_source) -> Path:
             writer.write(start, contrast_maps(images[start:start + 32]))
         writer.finish()
     return root
+
+
+# --- a second process, held at a chosen point ------------------------------
+
+_BLOCKED_MAIN = r"""
+import functools, importlib, sys, time
+from pathlib import Path
+
+module, name, flag = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+mod = importlib.import_module(module)
+original = getattr(mod, name)
+
+@functools.wraps(original)
+def held(*args, **kwargs):
+    if not flag.with_suffix(".go").exists():
+        flag.write_text("reached")
+        while not flag.with_suffix(".go").exists():
+            time.sleep(0.05)
+    return original(*args, **kwargs)
+
+setattr(mod, name, held)
+from salclass.cli import main
+sys.argv = ["salclass"] + sys.argv[4:]
+sys.exit(main())
+"""
+
+
+class BlockedCommand:
+    """`salclass ARGS` in a subprocess that stops at its first call of
+    `module.function` until `release()`: a concurrent writer or reader caught
+    in the middle of its work."""
+
+    def __init__(self, tmp_path: Path, hold_at: str, *args):
+        import subprocess
+        import sys
+        import time
+
+        module, name = hold_at.rsplit(".", 1)
+        self.flag = tmp_path / f"held-{name}-{time.monotonic_ns()}.flag"
+        self.proc = subprocess.Popen([sys.executable, "-c", _BLOCKED_MAIN, module, name, str(self.flag),
+                                      *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not self.flag.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                out, err = self.proc.communicate(timeout=5) if self.proc.poll() is not None else ("", "")
+                self.proc.kill()
+                raise AssertionError(f"the held command never reached {hold_at}: {err[-2000:]}")
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def release(self, timeout: float = 300) -> tuple[int, str, str]:
+        self.flag.with_suffix(".go").write_text("go")
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+@pytest.fixture
+def blocked_command(tmp_path):
+    """blocked_command("module.function", *salclass_args) -> BlockedCommand; killed at the test's end."""
+    started = []
+
+    def start(hold_at: str, *args) -> BlockedCommand:
+        cmd = BlockedCommand(tmp_path, hold_at, *args)
+        started.append(cmd)
+        return cmd
+
+    yield start
+    for cmd in started:
+        cmd.stop()
+
+
+# --- folders that refuse writes --------------------------------------------
+
+@pytest.fixture
+def make_readonly():
+    """make_readonly(folder): from now on writes under `folder` fail (EROFS or
+    EACCES) for salclass, even when the tests run as root, where chmod stops
+    nothing: then the folder is bind-mounted read-only onto itself (skipped
+    where mounting is not permitted). Undone at the test's end."""
+    import subprocess
+
+    undo = []
+
+    def make(folder: Path) -> Path:
+        folder = Path(folder)
+        if os.geteuid() != 0:
+            modes = [(p, p.stat().st_mode) for p in [folder, *folder.rglob("*")] if p.is_dir()]
+            for p, mode in modes:
+                p.chmod(mode & ~0o222)
+            undo.append(lambda: [p.chmod(mode) for p, mode in modes])
+            return folder
+        for cmd in (["mount", "--bind", str(folder), str(folder)],
+                    ["mount", "-o", "remount,bind,ro", str(folder)]):
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                if cmd[1] != "--bind":
+                    subprocess.run(["umount", str(folder)])
+                pytest.skip(f"root without permission to mount (needed for a read-only folder): {r.stderr.strip()}")
+        undo.append(lambda: subprocess.run(["umount", str(folder)], check=True))
+        return folder
+
+    yield make
+    for fn in reversed(undo):
+        fn()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """small_disk(megabytes) -> a folder on a tmpfs of that size (a disk that
+    fills up for real); resize(megabytes) frees space. Skipped where mounting
+    is not permitted (the mocked free-space tests still run there)."""
+    import subprocess
+
+    mounted = []
+
+    class Disk:
+        def __init__(self, megabytes: int):
+            self.path = tmp_path / f"disk{len(mounted)}"
+            self.path.mkdir()
+            r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(self.path)],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                pytest.skip(f"no permission to mount a small tmpfs: {r.stderr.strip()}")
+            mounted.append(self.path)
+
+        def resize(self, megabytes: int) -> None:
+            subprocess.run(["mount", "-o", f"remount,size={megabytes}m", str(self.path)], check=True)
+
+    yield Disk
+    for path in reversed(mounted):
+        subprocess.run(["umount", str(path)], check=True)

@@ -95,3 +95,17 @@ def test_atomic_files_get_ordinary_permissions(tmp_path: Path):
     os.umask(mask)
     assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask
     assert p.read_text() == "hi"
+
+
+def test_exponent_numbers_are_numbers_and_must_be_finite(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("lr: 1e-3\ninner:\n  beta: 5E+2\n")
+    s = load_settings(Demo, path)
+    assert s.lr == 0.001 and s.inner.beta == 500.0
+    assert load_settings(Demo, None, ["lr=-2.5e-4"]).lr == -2.5e-4
+    for bad in ("lr=.inf", "lr=-.inf", "lr=.nan", "inner.beta=.NaN"):
+        with pytest.raises(UserError, match="expected a finite number"):
+            load_settings(Demo, None, [bad])
+    path.write_text("lr: .inf\n")
+    with pytest.raises(UserError, match="lr: expected a finite number"):
+        load_settings(Demo, path)

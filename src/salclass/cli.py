@@ -9,6 +9,7 @@ exit code 2.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from salclass.errors import UserError
@@ -31,6 +32,8 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("inspect", help="describe a store split")
     p.add_argument("store", help="a store split folder, e.g. OUT/train")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--verify", action="store_true",
+                   help="also read every file and compare it with the checksum recorded when it was written")
     p.set_defaults(func=_run_inspect)
 
 
@@ -44,7 +47,7 @@ def _run_prepare(a: argparse.Namespace) -> int:
 def _run_inspect(a: argparse.Namespace) -> int:
     from salclass.data.store import inspect_cli
 
-    return inspect_cli(a.store, as_json=a.json)
+    return inspect_cli(a.store, as_json=a.json, verify=a.verify)
 
 
 # --- saliency: train, eval, predict, show ----------------------------------
@@ -210,9 +213,12 @@ def _run_study(a: argparse.Namespace) -> int:
 
 
 def _run_report(a: argparse.Namespace) -> int:
+    from salclass.lock import folder_lock
     from salclass.study.report import report_cli
 
-    return report_cli(a.dir)
+    # The report is written into the study folder: not while a study writes there.
+    with folder_lock(a.dir, exclusive=True):
+        return report_cli(a.dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,15 +243,26 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"salclass: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("salclass: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        # TrainingInterrupted carries the signal; a plain Ctrl-C is SIGINT. 128 + signal, as a shell reports it.
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"salclass: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
     except BrokenPipeError:
         # The reader went away (`salclass inspect ... | head`): not an error of ours.
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as e:
+        from salclass.io import refused_write
+
+        refused = refused_write(e)
+        if refused is None:
+            raise
+        print(f"salclass: error: {refused.filename or 'a file'}: cannot write ({refused.strerror}); "
+              "nothing was marked complete", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -81,3 +81,14 @@ def test_cli_train_and_bad_settings(tmp_path, run_cli):
     maps_only = _data(tmp_path / "maps_only", fixations=False)
     code, _, err = run_cli("saliency", "train", "--data", maps_only, "--model", "fcn", "--out", tmp_path / "r6")
     assert code == 2 and "select_by=nss is impossible" in err
+
+
+def test_a_second_training_into_the_same_run_folder_is_refused(tmp_path, run_cli, blocked_command):
+    data = _data(tmp_path / "data")
+    args = ["saliency", "train", "--data", data, "--model", "fcn", "--out", tmp_path / "run",
+            "--set", "model_settings={width: 8, area: 3072}", "--set", "epochs=1", "--set", "batch_size=8"]
+    first = blocked_command("salclass.saliency.training._train_locked", *args)
+    code, _, err = run_cli(*args)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and f"pid {first.pid} is writing it" in err
+    code, _, err = first.release()
+    assert code == 0, err

@@ -216,3 +216,14 @@ def test_estimate_from_a_finished_study(study, run_cli):
     # FanIn1 carries a saliency branch: more work per image than the baseline, never less.
     assert float(rows["FanIn1"][4]) > float(rows["RGB*"][4])
     assert "hours" in out.splitlines()[-1]
+
+
+def test_a_garbled_config_of_a_finished_run_is_one_line(study, tmp_path, run_cli):
+    cfg_path, root, _ = study
+    moved = tmp_path / "copy"
+    shutil.copytree(root, moved, symlinks=True)
+    config = moved / "runs" / "RGBstar" / "seed0" / "config.yaml"
+    config.write_text("model: RGB\nbatch_size: [8\n")
+    code, _, err = run_cli("study", "--config", cfg_path, "--out", moved)
+    assert code == 2 and f"{config}: not valid YAML" in err.strip().splitlines()[-1]
+    assert "Traceback" not in err

@@ -254,6 +254,8 @@ class StoreLoader:
             raise UserError(f"seed {seed}: must be 0 or more")
         if workers < 0:
             raise UserError(f"workers {workers}: must be 0 or more")
+        if with_saliency and store.saliency_problem is not None:
+            raise UserError(store.no_maps_reason())
         if with_saliency and not store.has_saliency:
             raise UserError(f"{store.path}: has no (complete) saliency maps; run `salclass saliency predict` "
                             "or load without saliency")

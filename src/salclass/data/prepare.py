@@ -22,6 +22,7 @@ import sys
 import time
 import zlib
 from collections import deque
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +33,9 @@ from salclass.data.decode import Rejected, load_square_rgb
 from salclass.data.store import (IDS, IMAGES, LABELS, META, REJECTED, SALIENCY, SALIENCY_META, STORE_TYPE,
                                  STORE_VERSION, Store)
 from salclass.errors import UserError
-from salclass.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from salclass.io import (allocated_bytes, atomic_write_bytes, atomic_write_json, atomic_write_text, check_free_space,
+                         file_sha256, preallocate, read_json)
+from salclass.lock import LOCK_NAME, folder_lock
 
 SPLITS = ("train", "val")
 PROGRESS = "progress.json"
@@ -207,7 +210,7 @@ def _status(split_dir: Path) -> tuple[str, dict | None]:
         return "foreign", None
     meta_path = split_dir / META
     if not meta_path.is_file():
-        return ("foreign" if any(split_dir.iterdir()) else "absent"), None
+        return ("foreign" if any(p.name != LOCK_NAME for p in split_dir.iterdir()) else "absent"), None
     try:
         meta = read_json(meta_path)
     except UserError:
@@ -239,6 +242,7 @@ class _SplitWriter:
         mm = np.lib.format.open_memmap(self.dir / IMAGES, mode="w+", dtype=np.uint8,
                                        shape=(self.n, self.size, self.size, 3))
         del mm
+        preallocate(self.dir / IMAGES)
         state = {"position": 0, "stored": 0, "sums": [0.0, 0.0, 0.0], "rejected": []}
         self._save_progress(state)
         return state
@@ -308,14 +312,26 @@ class _SplitWriter:
             raise UserError(f"{self.plan.src / sp.split}: none of {found} files could be read "
                             f"(reasons in {self.dir / REJECTED})")
         _shrink_npy(self.dir / IMAGES, stored)
-        labels = np.asarray([lab for _, lab in kept], dtype=np.int16)
-        atomic_write_bytes(self.dir / LABELS, _npy_bytes(labels))
-        atomic_write_text(self.dir / IDS, "".join(f"{rel}\n" for rel, _ in kept))
+        labels = _npy_bytes(np.asarray([lab for _, lab in kept], dtype=np.int16))
+        ids = "".join(f"{rel}\n" for rel, _ in kept).encode("utf-8")
+        atomic_write_bytes(self.dir / LABELS, labels)
+        atomic_write_bytes(self.dir / IDS, ids)
+        # images.npy is hashed as it lies on disk (it was written through a memory map).
+        checksums = {IMAGES: file_sha256(self.dir / IMAGES), LABELS: hashlib.sha256(labels).hexdigest(),
+                     IDS: hashlib.sha256(ids).hexdigest()}
         mean = (sums / (stored * self.size * self.size) / 255.0).tolist()
         atomic_write_json(self.dir / META, self._meta(True, count=stored, found=found, rejected=len(rejected),
-                                                      mean=[round(m, 6) for m in mean]))
+                                                      mean=[round(m, 6) for m in mean], checksums=checksums))
         (self.dir / PROGRESS).unlink(missing_ok=True)
         return {"split": sp.split, "found": found, "stored": stored, "rejected": len(rejected)}
+
+
+def _bytes_needed(sp: SplitPlan, size: int, split_dir: Path) -> int:
+    """What a split takes on disk at most (no file rejected), less what its
+    current images.npy holds already (kept when resuming, deleted when starting over)."""
+    n = len(sp.items)
+    ids = sum(len(rel.encode()) + 1 for rel, _ in sp.items)
+    return n * size * size * 3 + 2 * n + ids + 65536 - allocated_bytes(split_dir / IMAGES)
 
 
 def _npy_bytes(arr: np.ndarray) -> bytes:
@@ -357,12 +373,25 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, size: int, seed: int
         workers = os.cpu_count() or 1
     if workers < 1:
         raise UserError(f"--workers {workers}: must be at least 1")
+    with ExitStack() as held:
+        # The root for the whole store (its splits belong together), each split
+        # against `saliency predict` and runs reading it.
+        held.enter_context(folder_lock(out, exclusive=True))
+        for sp in p.splits:
+            held.enter_context(folder_lock(out / sp.split, exclusive=True))
+        return _prepare_locked(p, out, workers, overwrite, progress)
+
+
+def _prepare_locked(p: Plan, out: Path, workers: int, overwrite: bool, progress: bool) -> list[dict]:
     statuses = {sp.split: _status(out / sp.split) for sp in p.splits}
     for split, (status, _) in statuses.items():
         if status == "foreign":
             raise UserError(f"{out / split}: exists and is not a salclass store; not writing into it")
     if not overwrite and all(st == "complete" for st, _ in statuses.values()):
         raise UserError(f"{out}: already holds a complete store; pass --overwrite to rebuild it")
+    to_write = [sp for sp in p.splits if overwrite or statuses[sp.split][0] != "complete"]
+    check_free_space(out, sum(_bytes_needed(sp, p.size, out / sp.split) for sp in to_write),
+                     f"the store ({', '.join(sp.split for sp in to_write)})")
     results = []
     for sp in p.splits:
         status, meta = statuses[sp.split]

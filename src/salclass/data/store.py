@@ -13,6 +13,14 @@ preallocated on disk (`open_memmap`) so writing needs constant memory.
 A split is a store only once `meta.json` says `complete: true`, and maps count
 only once `saliency.json` says so: both flags are written last and atomically,
 so an interrupted writer can never leave something that looks finished.
+
+Integrity: the sha256 of every array (and of ids.txt) is recorded beside the
+complete flag. `Store.verify()` compares the small files (labels, ids: what a
+training run checks when it starts); `verify(full=True)` also the images and
+maps (`salclass inspect --verify`). Damaged or hand-edited maps do not stop the
+store from opening: they count as absent, with the reason kept for whoever
+needs them, so a run without maps never depends on them and
+`saliency predict --overwrite` can rebuild them.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from salclass.errors import UserError
-from salclass.io import atomic_write_json, read_json
+from salclass.io import allocated_bytes, atomic_write_json, check_free_space, file_sha256, preallocate, read_json
 
 STORE_TYPE = "salclass.store"
 STORE_VERSION = 1
@@ -46,6 +54,50 @@ _SCAN_ROWS = 1024
 def default_crop(size: int) -> int:
     """The thesis's training crop: 128 for S=144, 227 for S=256, else S."""
     return {144: 128, 256: 227}.get(size, size)
+
+
+def _check_fields(meta: dict, path: Path, fields: dict[str, tuple[type | tuple[type, ...], bool]]) -> None:
+    """One line for a hand-edited file: the first key that is missing or of the wrong type."""
+    for key, (types, required) in fields.items():
+        if key not in meta:
+            if required:
+                raise UserError(f"{path}: missing '{key}'")
+            continue
+        value = meta[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
+            raise UserError(f"{path}: '{key}' has the wrong type ({type(value).__name__}: {str(value)[:60]!r})")
+
+
+def _as_tuple(types) -> tuple:
+    return types if isinstance(types, tuple) else (types,)
+
+
+_NUMBER = (int, float)
+_META_FIELDS = {"count": (int, True), "size": (int, True), "classes": (list, True), "mean": (list, True),
+                "split": (str, False), "source": (str, False), "seed": ((int, type(None)), False),
+                "found": (int, False), "rejected": (int, False), "fingerprint": (str, False),
+                "checksums": (dict, False)}
+_SALIENCY_FIELDS = {"model": (str, True), "done": (int, False), "count": (int, False), "complete": (bool, True),
+                    "mean": (_NUMBER, False), "sha256": (str, False)}
+
+
+def _check_meta(meta: dict, path: Path) -> None:
+    _check_fields(meta, path, _META_FIELDS)
+    if meta["count"] < 0 or meta["size"] < 1:
+        raise UserError(f"{path}: count {meta['count']} / size {meta['size']} out of range")
+    for i, c in enumerate(meta["classes"]):
+        if not (isinstance(c, dict) and isinstance(c.get("wnid"), str) and isinstance(c.get("name"), str)):
+            raise UserError(f"{path}: classes[{i}] is not {{'wnid': text, 'name': text}}")
+    if len(meta["mean"]) != 3 or not all(isinstance(m, _NUMBER) and not isinstance(m, bool) for m in meta["mean"]):
+        raise UserError(f"{path}: 'mean' is not three numbers")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.get("checksums", {}).items()):
+        raise UserError(f"{path}: 'checksums' is not a mapping of file name to text")
+
+
+def _check_saliency_meta(meta: dict, path: Path) -> None:
+    _check_fields(meta, path, _SALIENCY_FIELDS)
+    if meta["complete"] and "mean" not in meta:
+        raise UserError(f"{path}: complete maps without a 'mean'")
 
 
 def _check_type(meta: dict, path: Path, expected: str, max_version: int) -> None:
@@ -106,6 +158,9 @@ class Store:
         self.has_saliency = saliency is not None
         self.saliency_mean: float | None = float(saliency_meta["mean"]) if saliency_meta else None
         self.saliency_model: str | None = saliency_meta.get("model") if saliency_meta else None
+        self.saliency_meta = saliency_meta
+        # Why maps marked complete could not be used (damaged files), for whoever needs them.
+        self.saliency_problem: str | None = None
 
     @classmethod
     def open(cls, split_dir: str | os.PathLike) -> "Store":
@@ -121,11 +176,8 @@ class Store:
         _check_type(meta, meta_path, STORE_TYPE, STORE_VERSION)
         if meta.get("complete") is not True:
             raise UserError(f"{path}: store is incomplete (an interrupted prepare?); re-run salclass prepare to finish it")
-        try:
-            n, s = int(meta["count"]), int(meta["size"])
-            meta["classes"], meta["mean"]
-        except (KeyError, TypeError, ValueError):
-            raise UserError(f"{meta_path}: missing or bad count/size/classes/mean") from None
+        _check_meta(meta, meta_path)
+        n, s = meta["count"], meta["size"]
         images = _open_npy(path / IMAGES, (n, s, s, 3))
         try:
             labels = np.load(path / LABELS).astype(np.int64)
@@ -141,15 +193,53 @@ class Store:
             raise UserError(f"{path / IDS}: missing") from None
         if len(ids) != n:
             raise UserError(f"{path / IDS}: expected {n} ids, found {len(ids)}")
-        saliency, sal_meta = None, None
+        saliency, sal_meta, problem = None, None, None
         sal_meta_path = path / SALIENCY_META
         if sal_meta_path.is_file():
-            candidate = read_json(sal_meta_path)
-            _check_type(candidate, sal_meta_path, SALIENCY_TYPE, SALIENCY_VERSION)
-            if candidate.get("complete") is True:
-                saliency = _open_npy(path / SALIENCY, (n, s, s))
-                sal_meta = candidate
-        return cls(path, meta, images, labels, ids, saliency, sal_meta)
+            try:
+                candidate = read_saliency_meta(path)
+                if candidate["complete"]:
+                    saliency = _open_npy(path / SALIENCY, (n, s, s))
+                    sal_meta = candidate
+            except UserError as e:
+                problem = str(e)
+        store = cls(path, meta, images, labels, ids, saliency, sal_meta)
+        store.saliency_problem = problem
+        return store
+
+    def no_maps_reason(self) -> str:
+        """Why this split has no usable maps, with what to run, for an error line."""
+        if self.saliency_problem is not None:
+            return (f"{self.saliency_problem}: the saliency maps are damaged; rebuild them with "
+                    f"salclass saliency predict {self.path} --overwrite")
+        return f"{self.path}: has no complete saliency maps (run: salclass saliency predict {self.path})"
+
+    def verify(self, full: bool = False) -> list[str]:
+        """Compare files with the checksums recorded when they were written:
+        labels.npy and ids.txt (small: what a run checks at its start), with
+        `full` also images.npy and saliency.npy (a read of the whole store).
+        Returns the names checked; UserError naming the first damaged file and
+        how to rebuild it. A store from before checksums were recorded has none
+        to compare, and [] is returned."""
+        recorded = dict(self.meta.get("checksums", {}))
+        names = [LABELS, IDS] + ([IMAGES] if full else [])
+        checked = []
+        for name in names:
+            if name not in recorded:
+                continue
+            if file_sha256(self.path / name) != recorded[name]:
+                raise UserError(f"{self.path / name}: damaged (its sha256 differs from the one recorded when it "
+                                f"was written); rebuild the store: salclass prepare {self.source or 'SRC'} "
+                                f"{self.path.parent} --size {self.size} --overwrite (with its original options)")
+            checked.append(name)
+        if full and self.saliency_problem is not None:
+            raise UserError(self.no_maps_reason())
+        if full and self.has_saliency and "sha256" in self.saliency_meta:
+            if file_sha256(self.path / SALIENCY) != self.saliency_meta["sha256"]:
+                self.saliency_problem = f"{self.path / SALIENCY}: its sha256 differs from the one recorded"
+                raise UserError(self.no_maps_reason())
+            checked.append(SALIENCY)
+        return checked
 
     def rejected_entries(self) -> list[tuple[str, str]]:
         """(path, reason) of every input that was not stored."""
@@ -170,6 +260,7 @@ class Store:
             "num_classes": self.num_classes,
             "classes": [{"wnid": w, "name": n} for w, n in self.classes],
             "has_saliency": self.has_saliency,
+            "saliency_problem": self.saliency_problem,
             "saliency_model": self.saliency_model,
             "saliency_mean": self.saliency_mean,
             "mean": [round(float(m), 6) for m in self.mean],
@@ -179,6 +270,15 @@ class Store:
             "seed": self.seed,
             "bytes": self.disk_bytes(),
         }
+
+
+def read_saliency_meta(split_dir: Path) -> dict:
+    """saliency.json of a split, checked field by field (UserError naming the file)."""
+    path = Path(split_dir) / SALIENCY_META
+    meta = read_json(path)
+    _check_type(meta, path, SALIENCY_TYPE, SALIENCY_VERSION)
+    _check_saliency_meta(meta, path)
+    return meta
 
 
 def maps_to_uint8(maps: np.ndarray) -> np.ndarray:
@@ -204,11 +304,20 @@ class SaliencyMapWriter:
         n, s = self.store.count, self.store.size
         meta_path = self.path / SALIENCY_META
         npy = self.path / SALIENCY
-        existing = read_json(meta_path) if meta_path.is_file() else None
-        if existing is not None:
-            _check_type(existing, meta_path, SALIENCY_TYPE, SALIENCY_VERSION)
+        existing = None
+        if meta_path.is_file():
+            try:
+                existing = read_saliency_meta(self.path)
+            except UserError:
+                # Damaged maps are what overwrite is for; without it, say so.
+                if not overwrite:
+                    raise UserError(self.store.no_maps_reason() if self.store.saliency_problem else
+                                    f"{meta_path}: damaged; rebuild the maps with salclass saliency predict "
+                                    f"{self.path} --overwrite") from None
         resume = False
         if existing is not None and not overwrite:
+            if self.store.saliency_problem is not None:
+                raise UserError(self.store.no_maps_reason())
             if existing.get("complete") is True:
                 raise UserError(f"{self.path}: already has saliency maps (model {existing.get('model')!r}); "
                                 "pass overwrite to replace them")
@@ -228,8 +337,10 @@ class SaliencyMapWriter:
             # Withdraw any claim before touching the array: from here until
             # finish() the maps on disk are not to be trusted.
             self._done = 0
+            check_free_space(self.path, n * s * s + 4096 - allocated_bytes(npy), f"{n} saliency maps")
             self._write_meta(complete=False)
             self._maps = np.lib.format.open_memmap(npy, mode="w+", dtype=np.uint8, shape=(n, s, s))
+            preallocate(npy)
         self._durable = self._done
 
     @property
@@ -241,11 +352,13 @@ class SaliencyMapWriter:
     def count(self) -> int:
         return self.store.count
 
-    def _write_meta(self, complete: bool, mean: float | None = None) -> None:
+    def _write_meta(self, complete: bool, mean: float | None = None, sha256: str | None = None) -> None:
         meta = {"type": SALIENCY_TYPE, "version": SALIENCY_VERSION, "model": self.model,
                 "done": self._done, "count": self.store.count, "complete": complete}
         if mean is not None:
             meta["mean"] = mean
+        if sha256 is not None:
+            meta["sha256"] = sha256
         atomic_write_json(self.path / SALIENCY_META, meta)
 
     def write(self, start: int, maps: np.ndarray) -> None:
@@ -274,13 +387,15 @@ class SaliencyMapWriter:
             raise ValueError(f"only {self._done} of {self.store.count} maps written")
         self._maps.flush()
         mean = float(channel_mean(self._maps)[0])
-        self._write_meta(complete=True, mean=mean)
+        self._write_meta(complete=True, mean=mean, sha256=file_sha256(self.path / SALIENCY))
         self._durable = self._done
 
 
-def inspect_cli(store: str, as_json: bool = False) -> int:
+def inspect_cli(store: str, as_json: bool = False, verify: bool = False) -> int:
     s = Store.open(store)
     info = s.describe()
+    if verify:
+        info["verified"] = s.verify(full=True)
     if as_json:
         print(json.dumps(info))
         return 0
@@ -288,6 +403,8 @@ def inspect_cli(store: str, as_json: bool = False) -> int:
     mean = ", ".join(f"{m:.4f}" for m in s.mean)
     if s.has_saliency:
         sal = f"yes (model {s.saliency_model}, mean {s.saliency_mean:.4f})"
+    elif s.saliency_problem is not None:
+        sal = f"damaged ({s.saliency_problem}); rebuild: salclass saliency predict {s.path} --overwrite"
     else:
         sal = "no"
     print(f"store     {s.path} (split {s.split})")
@@ -297,4 +414,6 @@ def inspect_cli(store: str, as_json: bool = False) -> int:
     print(f"mean RGB  {mean}")
     print(f"found     {s.found} = stored {s.count} + rejected {s.rejected}")
     print(f"source    {s.source} (seed {s.seed})")
+    if verify:
+        print(f"verified  {', '.join(info['verified']) or 'nothing: no checksums recorded (an older store)'}")
     return 0

@@ -11,7 +11,6 @@ its own image alone.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Callable
@@ -20,15 +19,9 @@ import numpy as np
 from tqdm import tqdm
 
 from salclass.errors import UserError
+from salclass.io import file_sha256
+from salclass.lock import folder_lock
 from salclass.saliency.models import DEFAULT_MODEL, Predictor, load_model, shipped_weights
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_identity(name_or_ckpt: str | Path) -> str:
@@ -47,7 +40,7 @@ def model_identity(name_or_ckpt: str | Path) -> str:
                 path = shipped_weights(text)
             else:
                 return text
-    return f"{path.name} sha256:{_sha256(path)[:16]}"
+    return f"{path.name} sha256:{file_sha256(path)[:16]}"
 
 
 def split_dirs(store: str | Path) -> list[Path]:
@@ -74,14 +67,23 @@ def predict_into_store(split_dir: str | Path, model: str | Path | Predictor = "d
     if batch_size < 1:
         raise UserError(f"batch size must be at least 1, got {batch_size}")
     split_dir = Path(split_dir)
-    store = Store.open(split_dir)
+    Store.open(split_dir)  # not a store: say so before loading a model
     if isinstance(model, Predictor):
         predictor, identity = model, model.name
     else:
         identity = model_identity(model)
         net, _ = load_model(model)
         predictor = Predictor(net, identity, batch_size=batch_size)
+    with folder_lock(split_dir, exclusive=True):
+        return _predict_locked(split_dir, predictor, identity, batch_size, overwrite, progress, on_batch)
+
+
+def _predict_locked(split_dir: Path, predictor: Predictor, identity: str, batch_size: int, overwrite: bool,
+                    progress: bool, on_batch: Callable[[int], None] | None) -> dict:
+    from salclass.data import SaliencyMapWriter, Store
+
     t0 = time.time()
+    store = Store.open(split_dir)
     if store.has_saliency and not overwrite and store.saliency_model == identity:
         return {"split": str(split_dir), "model": identity, "count": store.count, "computed": 0, "seconds": 0.0}
     writer = SaliencyMapWriter(split_dir, identity, overwrite=overwrite)

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from salclass.errors import UserError
 from salclass.io import atomic_torch_save, atomic_write_json, load_checkpoint
+from salclass.lock import folder_lock
 from salclass.saliency.datasets import FixationDataset, open_fixation_data
 from salclass.saliency.models import CHECKPOINT_TYPE, create, model_checkpoint
 from salclass.saliency.models.base import SaliencyModel, to_input
@@ -196,7 +197,13 @@ def _rng_state(gen: torch.Generator) -> dict:
 
 
 def train(cfg: SaliencyTrainConfig, resume: bool = False) -> Path:
-    """Train `cfg.model` on `cfg.data`; returns the run folder."""
+    """Train `cfg.model` on `cfg.data`; returns the run folder (held with a
+    folder lock while training: one writer per run folder)."""
+    with folder_lock(cfg.out, exclusive=True):
+        return _train_locked(cfg, resume)
+
+
+def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
     out = Path(cfg.out)
     ckpt_path = out / "checkpoint.pt"
     if resume:

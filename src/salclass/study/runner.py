@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from salclass.errors import UserError
+from salclass.lock import folder_lock
 from salclass.settings import load_settings, save_settings, to_dict
 from salclass.study import stages
 from salclass.study.config import Experiment, StudyConfig, load_study, merge
@@ -103,8 +104,24 @@ def run_experiments(cfg: StudyConfig, layout: StudyLayout) -> None:
 
 def run_study(cfg: StudyConfig, root: str | Path) -> Path:
     layout = StudyLayout(root, cfg)
-    layout.root.mkdir(parents=True, exist_ok=True)
+    with folder_lock(layout.root, exclusive=True):
+        return _run_study_locked(cfg, layout)
+
+
+def _check_runs(cfg: StudyConfig, layout: StudyLayout) -> None:
+    """Build every run's training settings now: a wrong key, value or model
+    name is found before hours of packing and predicting, not after."""
+    for e in cfg.order():
+        for seed in cfg.seeds:
+            try:
+                stages.train_config(train_settings(cfg, layout, e, seed))
+            except UserError as err:
+                raise UserError(f"experiment {e.name}: {err}") from None
+
+
+def _run_study_locked(cfg: StudyConfig, layout: StudyLayout) -> Path:
     _check_same_study(layout, cfg)
+    _check_runs(cfg, layout)
     t0 = time.monotonic()
     stages.ensure_store(cfg, layout, _say)
     # Saved once the data exist, so a config that named a wrong folder does not lock the study folder.

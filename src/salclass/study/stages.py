@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import yaml
-
 from salclass.errors import UserError
 from salclass.io import atomic_write_json
+from salclass.settings import read_yaml
 from salclass.study.config import StudyConfig
 from salclass.study.layout import PARAMS_TYPE, StudyLayout, run_files
 from salclass.study.subset import make_subset
@@ -132,7 +131,7 @@ def check_run_settings(run_dir: Path, settings: dict) -> None:
     path = run_files(run_dir)["config"]
     if not path.is_file():
         raise UserError(f"{run_dir}: finished run without config.yaml; delete the folder to rerun it")
-    saved = _comparable(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    saved = _comparable(read_yaml(path))
     now = _comparable(to_dict(train_config(settings)))
     for key in sorted(set(saved) | set(now)):
         if saved.get(key) != now.get(key):

@@ -17,6 +17,7 @@ import torch
 
 from salclass.errors import UserError
 from salclass.io import atomic_write_bytes, atomic_write_json
+from salclass.lock import folder_lock
 from salclass.training.checkpoint import block_order_of, checkpoint_path, load_classifier
 from salclass.training.distributed import World
 from salclass.training.engine import Runtime, evaluate
@@ -67,6 +68,8 @@ def evaluate_run(run_or_ckpt: str | Path, store_split: str | Path, out: str | Pa
     except RuntimeError as e:
         raise UserError(f"{checkpoint_path(run_or_ckpt)}: weights do not fit model {ckpt['model_name']} "
                         f"({str(e).splitlines()[0][:160]})") from None
+    if net.uses_saliency and store.saliency_problem is not None:
+        raise UserError(store.no_maps_reason())
     if net.uses_saliency and not store.has_saliency:
         raise UserError(f"{store.path}: has no complete saliency maps, which model {net.variant} needs "
                         "(run: salclass saliency predict)")
@@ -76,35 +79,37 @@ def evaluate_run(run_or_ckpt: str | Path, store_split: str | Path, out: str | Pa
                          with_saliency=net.uses_saliency, device=str(dev) if on_cuda else "cpu",
                          mean=ckpt.get("input_mean"), saliency_mean=ckpt.get("saliency_mean"))
     rt = Runtime(dev, world, torch.bfloat16 if on_cuda else None, progress=progress)
-    metrics, pred = evaluate(net, loader, rt, keep_predictions=True, desc="evaluate")
-
-    order = np.argsort(pred["index"], kind="stable")
-    pred = {k: v[order] for k, v in pred.items()}
-    c = store.num_classes
-    confusion = np.zeros((c, c), dtype=np.int64)
-    np.add.at(confusion, (pred["label"], pred["top5"][:, 0]), 1)
-    per_class = []
-    for k, (wnid, name) in enumerate(store.classes):
-        mine = pred["label"] == k
-        n = int(mine.sum())
-        per_class.append({"index": k, "wnid": wnid, "name": name, "count": n,
-                          "top1": float(pred["correct1"][mine].mean()) if n else None,
-                          "top5": float(pred["correct5"][mine].mean()) if n else None})
-    result = {
-        "type": EVAL_TYPE, "version": 1,
-        "checkpoint": str(checkpoint_path(run_or_ckpt)), "model": ckpt["model_name"], "epoch": int(ckpt["epoch"]),
-        "store": str(store.path), "count": int(len(pred["index"])),
-        "top1": metrics["top1"], "top5": metrics["top5"], "loss": metrics["loss"],
-        "per_class": per_class,
-        "confusion": confusion.tolist(),
-        "confusion_axes": "rows: true class, columns: predicted class (class order of per_class)",
-    }
     out_dir = Path(out) if out is not None else _default_out(run_or_ckpt)
-    buf = io.BytesIO()
-    np.savez(buf, type=np.array(PREDICTIONS_TYPE), version=np.array(1), **pred)
-    atomic_write_bytes(out_dir / "predictions.npz", buf.getvalue())
-    atomic_write_json(out_dir / "eval.json", result)
-    result["out"] = str(out_dir)
+    # Taken before the pass: a folder that cannot be written is refused before the computing, not after.
+    with folder_lock(out_dir, exclusive=True):
+        metrics, pred = evaluate(net, loader, rt, keep_predictions=True, desc="evaluate")
+
+        order = np.argsort(pred["index"], kind="stable")
+        pred = {k: v[order] for k, v in pred.items()}
+        c = store.num_classes
+        confusion = np.zeros((c, c), dtype=np.int64)
+        np.add.at(confusion, (pred["label"], pred["top5"][:, 0]), 1)
+        per_class = []
+        for k, (wnid, name) in enumerate(store.classes):
+            mine = pred["label"] == k
+            n = int(mine.sum())
+            per_class.append({"index": k, "wnid": wnid, "name": name, "count": n,
+                              "top1": float(pred["correct1"][mine].mean()) if n else None,
+                              "top5": float(pred["correct5"][mine].mean()) if n else None})
+        result = {
+            "type": EVAL_TYPE, "version": 1,
+            "checkpoint": str(checkpoint_path(run_or_ckpt)), "model": ckpt["model_name"], "epoch": int(ckpt["epoch"]),
+            "store": str(store.path), "count": int(len(pred["index"])),
+            "top1": metrics["top1"], "top5": metrics["top5"], "loss": metrics["loss"],
+            "per_class": per_class,
+            "confusion": confusion.tolist(),
+            "confusion_axes": "rows: true class, columns: predicted class (class order of per_class)",
+        }
+        buf = io.BytesIO()
+        np.savez(buf, type=np.array(PREDICTIONS_TYPE), version=np.array(1), **pred)
+        atomic_write_bytes(out_dir / "predictions.npz", buf.getvalue())
+        atomic_write_json(out_dir / "eval.json", result)
+        result["out"] = str(out_dir)
     return result
 
 

@@ -19,14 +19,15 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from salclass.errors import UserError
-from salclass.io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json
+from salclass.io import append_line_durably, atomic_torch_save, atomic_write_json, atomic_write_text, read_json
+from salclass.lock import LOCK_NAME, folder_lock
 from salclass.settings import load_settings, save_settings, to_dict
 from salclass.training import distributed
 from salclass.training.checkpoint import (CHECKPOINT_NAME, CHECKPOINT_TYPE, CHECKPOINT_VERSION, block_order_of,
@@ -96,14 +97,18 @@ def _config_difference(saved: dict, cfg: TrainConfig) -> str | None:
 def _read_metrics(path: Path) -> list[dict]:
     if not path.is_file():
         return []
+    text = path.read_text(encoding="utf-8")
+    rows = text.splitlines()
     lines = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(rows, 1):
         if not line.strip():
             continue
         try:
             lines.append(json.loads(line))
         except json.JSONDecodeError:
-            # A line cut short by a crash mid-write is the only way to get here.
+            if n == len(rows) and not text.endswith("\n"):
+                # An append cut short by a kill: its epoch never reached the checkpoint, resuming redoes it.
+                break
             raise UserError(f"{path}: line {n} is not valid JSON") from None
     return lines
 
@@ -116,11 +121,18 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
     return _read_metrics(path)
 
 
+def _check_metrics_cover(path: Path, epoch: int) -> None:
+    """Resuming keeps the metrics lines up to the checkpoint's epoch and appends
+    the rest; without all of them done.json and the curves would silently cover
+    only the resumed epochs."""
+    epochs = [m.get("epoch") if isinstance(m, dict) else None for m in _read_metrics(path)][:epoch]
+    if epochs != list(range(1, epoch + 1)):
+        raise UserError(f"{path}: has lines for epochs {epochs or 'none'}, but the checkpoint beside it is at epoch "
+                        f"{epoch}; restore the file, or delete {path.parent} to train the run again")
+
+
 def _append_line(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    append_line_durably(path, json.dumps(record))
 
 
 @contextmanager
@@ -164,7 +176,7 @@ class _Run:
         out, cfg = self.out, self.cfg
         if out.exists() and not out.is_dir():
             raise UserError(f"out: {out} exists and is not a folder")
-        if out.is_dir() and any(out.iterdir()) and not (out / CONFIG_NAME).is_file():
+        if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not (out / CONFIG_NAME).is_file():
             raise UserError(f"out: {out} is not empty and holds no run ({CONFIG_NAME} missing); choose another folder")
         done = read_json(out / DONE_NAME) if (out / DONE_NAME).is_file() else None
         ckpt = load_classifier(out / CHECKPOINT_NAME) if (out / CHECKPOINT_NAME).is_file() else None
@@ -187,6 +199,8 @@ class _Run:
         if not root.is_dir():
             raise UserError(f"store: {root}: no such store folder (expected a store root with train/ and val/)")
         train, val = Store.open(root / "train"), Store.open(root / "val")
+        for s in (train, val):
+            s.verify()
         if [w for w, _ in train.classes] != [w for w, _ in val.classes]:
             raise UserError(f"store: {root}: train/ and val/ have different classes")
         return train, val
@@ -231,6 +245,8 @@ class _Run:
             return out
         if ckpt is not None and ckpt["epoch"] > cfg.epochs:
             raise UserError(f"epochs: the run in {out} already trained {ckpt['epoch']} epochs, more than {cfg.epochs}")
+        if ckpt is not None:
+            _check_metrics_cover(out / METRICS_NAME, int(ckpt["epoch"]))
         distributed.barrier(world)
 
         train_store, val_store = self._open_stores()
@@ -243,6 +259,8 @@ class _Run:
         for s in (train_store, val_store):
             if needs_saliency and not s.has_saliency:
                 why = f"model {net.variant}" if net.uses_saliency else "attention transfer"
+                if s.saliency_problem is not None:
+                    raise UserError(f"store: {s.no_maps_reason()} ({why} needs them)")
                 raise UserError(f"store: {s.path} has no complete saliency maps, which {why} needs "
                                 f"(run: salclass saliency predict {cfg.store})")
         identity = _store_identity(train_store, val_store, needs_saliency)
@@ -360,6 +378,12 @@ class _Run:
                                                            train_store, identity, states), out / CHECKPOINT_NAME)
                     completed = epoch
                     _log(_epoch_line(record, cfg.epochs), world)
+                # The loops poll the flag only between batches: a stop asked for
+                # after the last one (during the final checkpoint write) ends here,
+                # on every rank alike.
+                signum = max(distributed.all_gather_objects(stop.signum, world))
+                if signum:
+                    raise TrainingInterrupted(signum)
         except TrainingInterrupted as e:
             e.run_dir = out
             e.epoch = completed
@@ -432,6 +456,27 @@ def _epoch_line(r: dict, epochs: int) -> str:
             f"| {t['images_per_s']:.0f} img/s, {t['seconds'] + v['seconds']:.1f} s")
 
 
+@contextmanager
+def _hold_folders(cfg: TrainConfig, world: World):
+    """For the whole run: the store's splits for reading (every rank reads
+    them), so no one rewrites images or maps under it, and the run folder for
+    writing (rank 0 writes it). All ranks learn of a refusal, so none waits in a
+    collective for a rank that stopped."""
+    with ExitStack() as held:
+        for split in ("train", "val"):
+            held.enter_context(folder_lock(Path(cfg.store) / split, exclusive=False))
+        refused = None
+        if world.is_primary():
+            try:
+                held.enter_context(folder_lock(cfg.out, exclusive=True))
+            except UserError as e:
+                refused = str(e)
+        refusals = [r for r in distributed.all_gather_objects(refused, world) if r]
+        if refusals:
+            raise UserError(refusals[0])
+        yield
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Train one run into `cfg.out` and return that folder.
 
@@ -447,7 +492,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     created = distributed.setup(world, device.type)
     threads_before = torch.get_num_threads()
     try:
-        return _Run(cfg, world, device, resume).execute()
+        with _hold_folders(cfg, world):
+            return _Run(cfg, world, device, resume).execute()
     finally:
         torch.set_num_threads(threads_before)
         distributed.teardown(created)
