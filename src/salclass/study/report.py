@@ -486,8 +486,9 @@ def _method(cfg: StudyConfig) -> list[Block]:
                 "evaluated on the same validation images, so their predictions are compared image by image.",
                 "Several seeds: the difference of the means is tested with a t-test whose variance has two "
                 "parts, the spread of the per-seed differences (training noise) and the spread of the per-image "
-                "differences averaged over seeds (the choice of images), and as many degrees of freedom as "
-                "there are seeds less one; the 95% interval is the matching t interval.",
+                "differences averaged over seeds (the choice of images, less the noise the two parts share), and "
+                "as many degrees of freedom as there are seeds less one; the 95% interval is the matching t "
+                "interval.",
                 "One seed: no verdict. The interval is a paired bootstrap over the validation images and p is "
                 "McNemar's test on the images only one of the two gets right (exact below 25 such images); both "
                 "ignore training noise, which one run per network cannot measure.",
