@@ -3,7 +3,7 @@ the rate at which another, finished study's runs did that work on the same
 machine.
 
 Per-run images/s of short runs on a shared machine are noisy, so the rate is
-pooled: every run's images (metrics.jsonl, train and validation separately)
+pooled: every run's images (from its per-epoch metrics, train and validation separately)
 times its network's FLOPs per image, over every run's seconds. The work of the
 target study is each experiment's epochs x images x FLOPs per image of its
 network (counted by torch's FLOP counter: forward and backward for training,
@@ -14,13 +14,12 @@ forward for validation).
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from pathlib import Path
 
 from salclass.errors import UserError
 from salclass.study.config import StudyConfig
-from salclass.study.layout import StudyLayout, run_files
+from salclass.study.layout import StudyLayout
 from salclass.study.report import load_study_config
 from salclass.study.subset import choose
 
@@ -64,15 +63,10 @@ def measured_rate(root: Path, size: int) -> tuple[float, float, float]:
     seconds = {True: 0.0, False: 0.0}
     for e in cfg.experiments:
         for seed in cfg.seeds:
-            path = run_files(layout.run(e, seed))["metrics"]
-            if not path.is_file():
-                continue
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                for train, part in ((True, row["train"]), (False, row["val"])):
+            for row in layout.run_folder(e, seed).read_metrics():
+                for train, part in ((True, row.get("train")), (False, row.get("val"))):
+                    if not isinstance(part, dict) or not {"images", "seconds"} <= set(part):
+                        raise UserError(f"{layout.run(e, seed)}: epoch {row['epoch']}'s metrics lack images/seconds")
                     g = gflop_per_image(e.model, _crop(cfg.data.size), n_classes, train)
                     work[train] += part["images"] * g
                     seconds[train] += part["seconds"]

@@ -51,6 +51,12 @@ class StudyLayout:
     def run(self, e: Experiment, seed: int) -> Path:
         return self.runs / e.slug / f"seed{seed}"
 
+    def run_folder(self, e: Experiment, seed: int):
+        """The run folder of experiment `e` with `seed`, through its owner in salclass.training."""
+        from salclass.training.run_folder import RunFolder
+
+        return RunFolder(self.run(e, seed))
+
     @property
     def params(self) -> Path:
         return self.root / PARAMS_JSON
@@ -70,16 +76,3 @@ class StudyLayout:
     @property
     def figures(self) -> Path:
         return self.root / "figures"
-
-
-def run_files(run_dir: Path) -> dict[str, Path]:
-    """The files of a training run folder that the study reads (docs/ARCHITECTURE.md, section 4)."""
-    return {
-        "config": run_dir / "config.yaml",
-        "metrics": run_dir / "metrics.jsonl",
-        "checkpoint": run_dir / "checkpoint.pt",
-        "done": run_dir / "done.json",
-        "start": run_dir / "val_start.json",
-        "eval": run_dir / "eval" / "eval.json",
-        "predictions": run_dir / "eval" / "predictions.npz",
-    }

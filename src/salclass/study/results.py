@@ -1,23 +1,22 @@
 """Read a study's run folders and compute what the report shows.
 
 Nothing here trains or evaluates: every number comes from files the training
-stage wrote (metrics.jsonl, eval/eval.json, eval/predictions.npz). Accuracies
+stage wrote (each run folder's metrics and evaluation, read through
+salclass.training.run_folder). Accuracies
 are kept in percent from here on.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from salclass.errors import UserError
-from salclass.io import read_json
 from salclass.study import stats
 from salclass.study.config import StudyConfig
-from salclass.study.layout import StudyLayout, run_files
+from salclass.study.layout import StudyLayout
 
 
 @dataclass
@@ -30,7 +29,7 @@ class RunRecord:
     label: np.ndarray
     correct1: np.ndarray  # bool, aligned with index
     correct5: np.ndarray
-    curve: list[tuple[int, float]]  # (epoch, validation top-1 %) from metrics.jsonl
+    curve: list[tuple[int, float]]  # (epoch, validation top-1 %) from the run's metrics
     class_names: list[str]
     predicted_classes: int  # distinct top-1 predictions over the validation images
 
@@ -70,48 +69,23 @@ def percent(x: float) -> float:
     return 100.0 * float(x)
 
 
-def _curve(path: Path, start: Path) -> list[tuple[int, float]]:
-    """Validation top-1 per epoch; a fine-tune's curve starts at epoch 0 with its evaluation before training."""
-    out = []
-    if start.is_file():
-        val = (read_json(start).get("val") or {})
-        if "top1" in val:
-            out.append((0, percent(val["top1"])))
-    if not path.is_file():
-        return out
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill mid-write says nothing
-        val = row.get("val") or {}
-        if "top1" in val and "epoch" in row:
-            out.append((int(row["epoch"]), percent(val["top1"])))
-    return out
-
-
 def load_run(run_dir: Path, seed: int) -> RunRecord | None:
     """A finished and evaluated run, or None."""
-    f = run_files(run_dir)
-    if not (f["done"].is_file() and f["eval"].is_file() and f["predictions"].is_file()):
+    from salclass.training.run_folder import RunFolder
+
+    folder = RunFolder(run_dir)
+    if not (folder.is_finished() and folder.is_evaluated()):
         return None
-    ev = read_json(f["eval"])
-    try:
-        with np.load(f["predictions"]) as z:
-            index = np.asarray(z["index"], dtype=np.int64)
-            label = np.asarray(z["label"], dtype=np.int64)
-            c1 = np.asarray(z["correct1"], dtype=bool)
-            c5 = np.asarray(z["correct5"], dtype=bool)
-            first = np.asarray(z["top5"])[:, 0] if z["top5"].ndim == 2 and z["top5"].shape[0] else np.zeros(0)
-    except (OSError, KeyError, ValueError) as e:
-        raise UserError(f"{f['predictions']}: unreadable predictions ({e})") from None
+    ev, pred = folder.read_evaluation()
+    index = pred["index"].astype(np.int64)
     order = np.argsort(index, kind="stable")
+    top5 = pred["top5"]
+    first = top5[:, 0] if top5.shape[0] and top5.shape[1] else np.zeros(0)
     return RunRecord(seed=seed, dir=run_dir, top1=percent(ev["top1"]), top5=percent(ev["top5"]),
-                     index=index[order], label=label[order], correct1=c1[order], correct5=c5[order],
-                     curve=_curve(f["metrics"], f["start"]), class_names=_class_names(ev),
-                     predicted_classes=int(np.unique(first).size))
+                     index=index[order], label=pred["label"].astype(np.int64)[order],
+                     correct1=pred["correct1"].astype(bool)[order], correct5=pred["correct5"].astype(bool)[order],
+                     curve=[(epoch, percent(top1)) for epoch, top1 in folder.val_curve()],
+                     class_names=_class_names(ev), predicted_classes=int(np.unique(first).size))
 
 
 def _class_names(ev: dict) -> list[str]:

@@ -23,7 +23,7 @@ from salclass.lock import folder_lock
 from salclass.settings import load_settings, save_settings, to_dict
 from salclass.study import stages
 from salclass.study.config import Experiment, StudyConfig, load_study, merge
-from salclass.study.layout import StudyLayout, run_files
+from salclass.study.layout import StudyLayout
 from salclass.study.report import build_report
 
 
@@ -55,7 +55,7 @@ def train_settings(cfg: StudyConfig, layout: StudyLayout, e: Experiment, seed: i
         "epochs": epochs, "milestones": milestones, "mean_subtract": e.mean_subtract, "block_order": cfg.block_order,
     }
     if e.init_from is not None:
-        fixed["init_from"] = str(run_files(layout.run(cfg.experiment(e.init_from), seed))["checkpoint"])
+        fixed["init_from"] = str(layout.run_folder(cfg.experiment(e.init_from), seed).checkpoint)
         fixed["init_new"] = e.init
     if e.attention is not None:
         fixed["attention"] = {"beta": e.attention.beta, "layer": e.attention.layer}
@@ -77,11 +77,11 @@ def run_experiments(cfg: StudyConfig, layout: StudyLayout) -> None:
     reused = 0
     for e, seed in jobs:
         run_dir = layout.run(e, seed)
-        files = run_files(run_dir)
+        folder = layout.run_folder(e, seed)
         settings = train_settings(cfg, layout, e, seed)
-        if files["done"].is_file():
+        if folder.is_finished():
             stages.check_run_settings(run_dir, settings)
-            if not (files["eval"].is_file() and files["predictions"].is_file()):
+            if not folder.is_evaluated():
                 prog.line(f"{e.name} seed {seed}: evaluating")
                 stages.evaluate(run_dir, layout.val_split, settings.get("device", "auto"))
             else:
@@ -89,11 +89,10 @@ def run_experiments(cfg: StudyConfig, layout: StudyLayout) -> None:
             prog.done += 1
             continue
         if e.init_from is not None:
-            parent = run_files(layout.run(cfg.experiment(e.init_from), seed))
-            if not parent["done"].is_file():
+            if not layout.run_folder(cfg.experiment(e.init_from), seed).is_finished():
                 raise UserError(f"{e.name} seed {seed} starts from {e.init_from}, whose run did not finish")
         # An unfinished run resumes; training itself refuses a checkpoint made with other settings.
-        resume = files["checkpoint"].is_file()
+        resume = folder.checkpoint.is_file()
         prog.line(f"{e.name} seed {seed} ({e.stage}): {'resuming' if resume else 'training'} {e.model}")
         stages.train(settings)
         stages.evaluate(run_dir, layout.val_split, settings.get("device", "auto"))

@@ -11,9 +11,8 @@ from typing import Callable
 
 from salclass.errors import UserError
 from salclass.io import atomic_write_json
-from salclass.settings import read_yaml
 from salclass.study.config import StudyConfig
-from salclass.study.layout import PARAMS_TYPE, StudyLayout, run_files
+from salclass.study.layout import PARAMS_TYPE, StudyLayout
 from salclass.study.subset import make_subset
 
 Say = Callable[[str], None]
@@ -99,24 +98,6 @@ def record_saliency_metrics(cfg: StudyConfig, layout: StudyLayout, say: Say) -> 
     atomic_write_json(layout.saliency, score(cfg.saliency))
 
 
-# Settings that change only how fast or where a run computes (see salclass.training.config).
-_RUNTIME = {"device", "amp", "channels_last", "compile", "sync_bn", "workers", "threads", "progress", "tensorboard",
-            "out"}
-
-
-def _comparable(d: dict) -> dict:
-    """Settings that decide what a run computes. Paths inside the study folder are taken
-    relative to it (found from the run's own folder, DIR/runs/<experiment>/seed<k>), so a
-    finished study can be moved."""
-    root = Path(d["out"]).resolve().parents[2] if d.get("out") else None
-    out = {k: v for k, v in d.items() if k not in _RUNTIME}
-    for key in ("store", "init_from"):
-        if out.get(key) is not None:
-            p = Path(out[key]).resolve()
-            out[key] = str(p.relative_to(root)) if root is not None and p.is_relative_to(root) else str(p)
-    return out
-
-
 def train_config(settings: dict):
     from salclass.settings import settings_from_dict
     from salclass.training import TrainConfig
@@ -125,18 +106,23 @@ def train_config(settings: dict):
 
 
 def check_run_settings(run_dir: Path, settings: dict) -> None:
-    """A finished run is reused only if it was trained with these settings (epochs included)."""
+    """A finished run is reused only if it is the same run (the run folder's rule)
+    and as long as the study wants it."""
     from salclass.settings import to_dict
+    from salclass.training.run_folder import RunFolder, settings_difference
 
-    path = run_files(run_dir)["config"]
-    if not path.is_file():
-        raise UserError(f"{run_dir}: finished run without config.yaml; delete the folder to rerun it")
-    saved = _comparable(read_yaml(path))
-    now = _comparable(to_dict(train_config(settings)))
-    for key in sorted(set(saved) | set(now)):
-        if saved.get(key) != now.get(key):
-            raise UserError(f"{run_dir}: was trained with other settings ({key}: {saved.get(key)!r} there, "
-                            f"{now.get(key)!r} now); delete that run folder or use another --out")
+    folder = RunFolder(run_dir)
+    if not folder.config.is_file():
+        raise UserError(f"{run_dir}: finished run without its saved settings ({folder.config.name}); "
+                        "delete the folder to rerun it")
+    saved = folder.read_config()
+    now = to_dict(train_config(settings))
+    diff = settings_difference(saved, now)
+    if diff is None and saved.get("epochs") != now["epochs"]:
+        diff = f"epochs: {saved.get('epochs')!r} in the run, {now['epochs']!r} now"
+    if diff:
+        raise UserError(f"{run_dir}: was trained with other settings ({diff}); delete that run folder or use "
+                        "another --out")
 
 
 def train(settings: dict) -> None:

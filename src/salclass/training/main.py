@@ -1,10 +1,7 @@
 """`train(cfg, resume)`: one classifier run, resumable, single- or multi-process.
 
-The run folder (docs/ARCHITECTURE.md, section 4) is written by rank 0 only.
-Each epoch appends its line to metrics.jsonl (durably) *before* replacing
-checkpoint.pt, so a crash between the two leaves a metrics line past the
-checkpoint's epoch, which resuming truncates and recomputes: the files never
-claim an epoch the checkpoint cannot reproduce.
+The run folder is written by rank 0 only, through its owner
+(salclass.training.run_folder, which says in what order its files are written).
 
 Resuming equals never stopping (on CPU): the loader's order and augmentation
 depend only on (seed, epoch), and the checkpoint restores weights, optimizer
@@ -13,7 +10,6 @@ momentum, the learning-rate schedule and every RNG state at an epoch boundary.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -26,23 +22,18 @@ import torch
 from tqdm import tqdm
 
 from salclass.errors import UserError
-from salclass.io import append_line_durably, atomic_torch_save, atomic_write_json, atomic_write_text, read_json
+from salclass.io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json
 from salclass.lock import LOCK_NAME, folder_lock
 from salclass.settings import load_settings, save_settings, to_dict
 from salclass.training import distributed
-from salclass.training.checkpoint import (CHECKPOINT_NAME, CHECKPOINT_TYPE, CHECKPOINT_VERSION, block_order_of,
-                                          load_classifier, rng_state, set_rng_state)
-from salclass.training.config import RUNTIME_FIELDS, TrainConfig
+from salclass.training.checkpoint import (CHECKPOINT_TYPE, CHECKPOINT_VERSION, block_order_of, load_classifier,
+                                          rng_state, set_rng_state)
+from salclass.training.config import TrainConfig
 from salclass.training.distributed import World
 from salclass.training.engine import (AttentionLoss, NonFiniteLoss, Runtime, StopFlag, TrainingInterrupted,
                                       evaluate, train_one_epoch)
 from salclass.training.optim import sgd
-
-CONFIG_NAME = "config.yaml"
-METRICS_NAME = "metrics.jsonl"
-DONE_NAME = "done.json"
-START_NAME = "val_start.json"
-DONE_TYPE = "salclass.run_done"
+from salclass.training.run_folder import CONFIG_NAME, DONE_NAME, DONE_TYPE, RunFolder, settings_difference
 
 
 def _log(msg: str, world: World) -> None:
@@ -68,13 +59,6 @@ def default_workers(device_type: str, threads: int) -> int:
     return min(6, threads) if device_type == "cuda" else 1
 
 
-def _comparable(cfg_dict: dict) -> dict:
-    # Paths are left out so run folders and stores can be moved: the run is
-    # where it is, init_from matters only before epoch 1, and the store is
-    # compared by what it holds (_store_identity).
-    return {k: v for k, v in cfg_dict.items() if k not in RUNTIME_FIELDS | {"out", "store", "init_from"}}
-
-
 def _store_identity(train_store, val_store, needs_saliency: bool) -> dict:
     return {
         "train_count": train_store.count, "val_count": val_store.count, "size": train_store.size,
@@ -84,55 +68,12 @@ def _store_identity(train_store, val_store, needs_saliency: bool) -> dict:
     }
 
 
-def _config_difference(saved: dict, cfg: TrainConfig) -> str | None:
-    """The first setting (other than runtime ones) where `cfg` differs from a
-    saved run's config, as 'key: saved -> now', or None."""
-    a, b = _comparable(saved), _comparable(to_dict(cfg))
-    for key in sorted(set(a) | set(b)):
-        if a.get(key) != b.get(key):
-            return f"{key}: {a.get(key)!r} in the run, {b.get(key)!r} now"
-    return None
-
-
-def _read_metrics(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    text = path.read_text(encoding="utf-8")
-    rows = text.splitlines()
-    lines = []
-    for n, line in enumerate(rows, 1):
-        if not line.strip():
-            continue
-        try:
-            lines.append(json.loads(line))
-        except json.JSONDecodeError:
-            if n == len(rows) and not text.endswith("\n"):
-                # An append cut short by a kill: its epoch never reached the checkpoint, resuming redoes it.
-                break
-            raise UserError(f"{path}: line {n} is not valid JSON") from None
-    return lines
-
-
 def read_metrics(run_dir: str | Path) -> list[dict]:
     """The per-epoch metrics of a run folder (UserError if it has none)."""
-    path = Path(run_dir) / METRICS_NAME
-    if not path.is_file():
-        raise UserError(f"{run_dir}: no {METRICS_NAME} (not a training run, or no epoch finished yet)")
-    return _read_metrics(path)
-
-
-def _check_metrics_cover(path: Path, epoch: int) -> None:
-    """Resuming keeps the metrics lines up to the checkpoint's epoch and appends
-    the rest; without all of them done.json and the curves would silently cover
-    only the resumed epochs."""
-    epochs = [m.get("epoch") if isinstance(m, dict) else None for m in _read_metrics(path)][:epoch]
-    if epochs != list(range(1, epoch + 1)):
-        raise UserError(f"{path}: has lines for epochs {epochs or 'none'}, but the checkpoint beside it is at epoch "
-                        f"{epoch}; restore the file, or delete {path.parent} to train the run again")
-
-
-def _append_line(path: Path, record: dict) -> None:
-    append_line_durably(path, json.dumps(record))
+    folder = RunFolder(run_dir)
+    if not folder.metrics.is_file():
+        raise UserError(f"{run_dir}: no {folder.metrics.name} (not a training run, or no epoch finished yet)")
+    return folder.read_metrics()
 
 
 @contextmanager
@@ -166,6 +107,7 @@ class _Run:
         self.device = device
         self.resume = resume
         self.out = Path(cfg.out)
+        self.folder = RunFolder(cfg.out)
 
     # --- what is already in the run folder -----------------------------------
 
@@ -176,13 +118,14 @@ class _Run:
         out, cfg = self.out, self.cfg
         if out.exists() and not out.is_dir():
             raise UserError(f"out: {out} exists and is not a folder")
-        if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not (out / CONFIG_NAME).is_file():
+        if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not self.folder.config.is_file():
             raise UserError(f"out: {out} is not empty and holds no run ({CONFIG_NAME} missing); choose another folder")
-        done = read_json(out / DONE_NAME) if (out / DONE_NAME).is_file() else None
-        ckpt = load_classifier(out / CHECKPOINT_NAME) if (out / CHECKPOINT_NAME).is_file() else None
+        folder = self.folder
+        done = read_json(folder.done) if folder.done.is_file() else None
+        ckpt = load_classifier(folder.checkpoint) if folder.checkpoint.is_file() else None
         saved = ckpt["config"] if ckpt is not None else None
         if saved is not None:
-            diff = _config_difference(saved, cfg)
+            diff = settings_difference(saved, to_dict(cfg))
             if diff:
                 raise UserError(f"out: {out} holds a run with other settings ({diff}); choose another out folder")
         if ckpt is not None and done is None and not self.resume:
@@ -215,7 +158,7 @@ class _Run:
         torch.manual_seed(cfg.seed)
         net = create(cfg.model, num_classes, input_size=crop, dropout=cfg.dropout, block_order=cfg.block_order)
         if ckpt is not None:
-            _check_compatible(ckpt, net, num_classes, crop, self.out / CHECKPOINT_NAME)
+            _check_compatible(ckpt, net, num_classes, crop, self.folder.checkpoint)
             net.load_state_dict(ckpt["model"])
             return net, None
         if cfg.init_from is not None:
@@ -238,7 +181,7 @@ class _Run:
     def execute(self) -> Path:
         from salclass.data import StoreLoader, default_crop
 
-        cfg, world, out = self.cfg, self.world, self.out
+        cfg, world, out, folder = self.cfg, self.world, self.out, self.folder
         done, ckpt = self._existing()
         if done is not None and ckpt is not None and ckpt["epoch"] >= cfg.epochs:
             _log(f"{out}: finished earlier ({ckpt['epoch']} epochs, {DONE_NAME}); nothing to do", world)
@@ -246,7 +189,7 @@ class _Run:
         if ckpt is not None and ckpt["epoch"] > cfg.epochs:
             raise UserError(f"epochs: the run in {out} already trained {ckpt['epoch']} epochs, more than {cfg.epochs}")
         if ckpt is not None:
-            _check_metrics_cover(out / METRICS_NAME, int(ckpt["epoch"]))
+            self.folder.check_metrics_cover(int(ckpt["epoch"]))
         distributed.barrier(world)
 
         train_store, val_store = self._open_stores()
@@ -327,17 +270,16 @@ class _Run:
         writer = None
         if world.is_primary():
             out.mkdir(parents=True, exist_ok=True)
-            save_settings(cfg, out / CONFIG_NAME)
-            kept = [m for m in _read_metrics(out / METRICS_NAME) if m.get("epoch", 0) <= start_epoch]
-            atomic_write_text(out / METRICS_NAME, "".join(json.dumps(m) + "\n" for m in kept))
+            save_settings(cfg, folder.config)
+            folder.truncate_metrics(start_epoch)
             if done is not None:
-                (out / DONE_NAME).unlink()
+                folder.done.unlink()
             if report is not None:
-                atomic_write_text(out / "init.txt", str(report) + "\n")
+                atomic_write_text(folder.init_report, str(report) + "\n")
             if cfg.tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
-                writer = SummaryWriter(str(out / "tb"), purge_step=start_epoch + 1 if start_epoch else None)
+                writer = SummaryWriter(str(folder.tensorboard), purge_step=start_epoch + 1 if start_epoch else None)
 
         where = f"{self.device.type}" + (f" x{world.world_size} processes" if world.distributed else "")
         _log(f"training {net.variant} on {cfg.store} ({train_store.count} train / {val_store.count} val images, "
@@ -349,10 +291,10 @@ class _Run:
         completed = start_epoch
         try:
             with _stop_on_signals(stop):
-                if cfg.init_from is not None and start_epoch == 0 and not (out / START_NAME).is_file():
+                if cfg.init_from is not None and start_epoch == 0 and not folder.start.is_file():
                     start_val, _ = evaluate(model, val_loader, rt, stop=stop, desc="val before training")
                     if world.is_primary():
-                        atomic_write_json(out / START_NAME, {"type": "salclass.start_eval", "version": 1,
+                        atomic_write_json(folder.start, {"type": "salclass.start_eval", "version": 1,
                                                              "init_from": str(cfg.init_from), "val": start_val})
                     _log(f"before training: val top1 {start_val['top1']:.2%} top5 {start_val['top5']:.2%} "
                          f"loss {start_val['loss']:.4f}", world)
@@ -371,11 +313,11 @@ class _Run:
                     record = {"epoch": epoch, "lr": lr, "train": tr, "val": va}
                     states = distributed.all_gather_objects(rng_state(), world)
                     if world.is_primary():
-                        _append_line(out / METRICS_NAME, record)
+                        folder.append_metrics(record)
                         if writer is not None:
                             _tensorboard(writer, record)
                         atomic_torch_save(self._checkpoint(net, optimizer, scheduler, epoch, num_classes, crop,
-                                                           train_store, identity, states), out / CHECKPOINT_NAME)
+                                                           train_store, identity, states), folder.checkpoint)
                     completed = epoch
                     _log(_epoch_line(record, cfg.epochs), world)
                 # The loops poll the flag only between batches: a stop asked for
@@ -396,8 +338,8 @@ class _Run:
 
         distributed.barrier(world)
         if world.is_primary():
-            final = _read_metrics(out / METRICS_NAME)
-            atomic_write_json(out / DONE_NAME, {
+            final = folder.read_metrics()
+            atomic_write_json(folder.done, {
                 "type": DONE_TYPE, "version": 1, "epochs": cfg.epochs, "model": net.variant,
                 "val": final[-1]["val"] if final else None,
                 "best_val_top1": max((m["val"]["top1"] for m in final), default=None),

@@ -6,22 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from salclass.errors import UserError
-from salclass.training.main import START_NAME, read_metrics
+from salclass.training.main import read_metrics
+from salclass.training.run_folder import RunFolder
 
 
 def _label(run: Path) -> str:
     """The run folder's name, with its model when the name does not say it."""
-    import yaml
-
-    from salclass.training.main import CONFIG_NAME
-
     name = run.name
     if name.startswith("seed") and name[4:].isdigit():  # a study's runs/<experiment>/seed<k>
         name = f"{run.parent.name}/{name}"
-    cfg = run / CONFIG_NAME
-    if cfg.is_file():
-        model = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("model")
-        if model and model.lower() not in name.lower():
+    folder = RunFolder(run)
+    if folder.config.is_file():
+        model = folder.read_config().get("model")
+        if isinstance(model, str) and model.lower() not in name.lower():
             name = f"{name} ({model})"
     return name
 
@@ -29,7 +26,7 @@ def _label(run: Path) -> str:
 def _start_point(run: Path) -> dict | None:
     from salclass.io import read_json
 
-    path = run / START_NAME
+    path = RunFolder(run).start
     return read_json(path)["val"] if path.is_file() else None
 
 
@@ -53,7 +50,7 @@ def plot_run(run: str | Path, out: str | Path) -> Path:
     run = Path(run)
     metrics = read_metrics(run)
     if not metrics:
-        raise UserError(f"{run}: metrics.jsonl has no epochs yet")
+        raise UserError(f"{run}: no epoch has finished yet")
     start = _start_point(run)
     epochs = [m["epoch"] for m in metrics]
     plt, fig, axes = _figure(10, 7.5, 2, 2, sharex=True)
