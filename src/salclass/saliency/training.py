@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from salclass.errors import UserError
 from salclass.io import atomic_torch_save, atomic_write_json, load_checkpoint
-from salclass.saliency.datasets import FixationDataset, open_fixation_data
+from salclass.saliency.datasets import FixationDataset, ReadOptions, open_fixation_data
 from salclass.saliency.models import CHECKPOINT_TYPE, create, model_checkpoint
 from salclass.saliency.models.base import SaliencyModel, to_input
 from salclass.settings import load_settings, save_settings, to_dict
@@ -40,6 +40,7 @@ RUN_CHECKPOINT_TYPE = "salclass.saliency_run"
 class Augment:
     flip: bool = True
     min_scale: float = 0.8        # zoom in to a crop of at least this fraction of each side
+    aspect: float = 0.0           # stretch one side against the other by up to this factor (0.25: 4:3 <-> 1:1)
     brightness: float = 0.3       # factor drawn from [1 - b, 1 + b]
     contrast: float = 0.3
     saturation: float = 0.3
@@ -48,6 +49,8 @@ class Augment:
     def __post_init__(self):
         if not 0.1 <= self.min_scale <= 1.0:
             raise ValueError(f"augment.min_scale must be in [0.1, 1], got {self.min_scale}")
+        if not 0.0 <= self.aspect <= 1.0:
+            raise ValueError(f"augment.aspect must be in [0, 1], got {self.aspect}")
         for k in ("brightness", "contrast", "saturation", "grayscale"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise ValueError(f"augment.{k} must be in [0, 1], got {getattr(self, k)}")
@@ -68,6 +71,7 @@ class SaliencyTrainConfig:
     threads: int = 1   # on a shared 2-core machine one thread is faster than two fighting for it
     select_by: Literal["loss", "nss", "cc", "auc_judd"] = "nss"
     augment: Augment = field(default_factory=Augment)
+    read: ReadOptions = field(default_factory=ReadOptions)
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -119,20 +123,27 @@ def _truth(ds: FixationDataset) -> _Truth:
 
 
 def _augment(x: torch.Tensor, dens: torch.Tensor, aug: Augment, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same random zoom, shift and flip for image and density; colour jitter on the image."""
+    """Same random zoom, stretch, shift and flip for image and density; colour jitter on the image."""
     b = x.shape[0]
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(b, generator=gen)
 
     s = uniform(aug.min_scale, 1.0)
-    tx = (1 - s) * uniform(-1.0, 1.0)
-    ty = (1 - s) * uniform(-1.0, 1.0)
+    # A log-uniform stretch, applied as a narrower crop of one side, so the
+    # net sees other aspect ratios than the training data's without padding.
+    # Drawn only when asked for, so that runs without it keep their random stream.
+    stretch = (torch.exp(uniform(-math.log1p(aug.aspect), math.log1p(aug.aspect))) if aug.aspect > 0
+               else torch.ones(b))
+    sx = s * torch.clamp(stretch, max=1.0)
+    sy = s * torch.clamp(1.0 / stretch, max=1.0)
+    tx = (1 - sx) * uniform(-1.0, 1.0)
+    ty = (1 - sy) * uniform(-1.0, 1.0)
     flip = torch.where(torch.rand(b, generator=gen) < (0.5 if aug.flip else 0.0), -1.0, 1.0)
     theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0] = s * flip
+    theta[:, 0, 0] = sx * flip
     theta[:, 0, 2] = tx
-    theta[:, 1, 1] = s
+    theta[:, 1, 1] = sy
     theta[:, 1, 2] = ty
     both = torch.cat([x, dens], dim=1)
     grid = F.affine_grid(theta, list(both.shape), align_corners=False)
@@ -210,7 +221,7 @@ def train(cfg: SaliencyTrainConfig, resume: bool = False) -> Path:
     model = create(cfg.model, **cfg.model_settings)
     if not model.trainable:
         raise UserError(f"saliency model '{cfg.model}' has no weights to train")
-    ds = open_fixation_data(cfg.data)
+    ds = open_fixation_data(cfg.data, cfg.read)
     train_ds, val_ds = ds.split("train"), ds.split("val")
     if cfg.select_by in ("nss", "auc_judd") and not ds.has_fixations:
         raise UserError(f"{cfg.data}: has no fixation points, so select_by={cfg.select_by} is impossible "
