@@ -87,6 +87,7 @@ def _add_saliency_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="default", help="checkpoint path or model name")
     p.add_argument("--n", type=int, default=8, help="number of images")
     p.add_argument("--out", required=True, help="PNG file to write")
+    _add_read_options(p)
     p.set_defaults(func=_run_saliency_show)
 
 
@@ -110,7 +111,7 @@ def _run_saliency_eval(a: argparse.Namespace) -> int:
     from salclass.saliency.evaluate import eval_cli
 
     return eval_cli(data=a.data, split=a.split, models=a.models, as_json=a.json, limit=a.limit,
-                    points=a.points, outside=a.outside, ppd=a.ppd)
+                    read={"points": a.points, "outside": a.outside, "ppd": a.ppd})
 
 
 def _run_saliency_predict(a: argparse.Namespace) -> int:
@@ -122,7 +123,8 @@ def _run_saliency_predict(a: argparse.Namespace) -> int:
 def _run_saliency_show(a: argparse.Namespace) -> int:
     from salclass.saliency.show import show_cli
 
-    return show_cli(data=a.data, store=a.store, model=a.model, n=a.n, out=a.out)
+    return show_cli(data=a.data, store=a.store, model=a.model, n=a.n, out=a.out,
+                    read={"points": a.points, "outside": a.outside, "ppd": a.ppd})
 
 
 # --- models: params --------------------------------------------------------

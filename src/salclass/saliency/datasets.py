@@ -78,6 +78,14 @@ class ReadOptions:
             raise ValueError(f"ppd must be positive, got {self.ppd}")
 
 
+def read_options(given: dict | None) -> ReadOptions:
+    """ReadOptions from command-line values; a bad one is a one-line UserError."""
+    try:
+        return ReadOptions(**(given or {}))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
 @dataclass(frozen=True)
 class Fixations:
     """Fixation points of one image, 0-based continuous pixel coordinates

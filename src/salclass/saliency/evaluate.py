@@ -305,14 +305,10 @@ def _mean(scores: list[dict[str, float]]) -> dict[str, float]:
 
 
 def eval_cli(data: str, split: str = "test", models: list[str] | None = None, as_json: bool = False,
-             limit: int | None = None, points: str = "xy", outside: str = "error", ppd: float | None = None) -> int:
-    from salclass.saliency.datasets import ReadOptions
+             limit: int | None = None, read: dict | None = None) -> int:
+    from salclass.saliency.datasets import read_options
 
-    try:
-        read = ReadOptions(points=points, outside=outside, ppd=ppd)
-    except ValueError as e:
-        raise UserError(f"--ppd: {e}") from None
-    table = evaluate_models(data, split, list(models or []), limit=limit, read=read)
+    table = evaluate_models(data, split, list(models or []), limit=limit, read=read_options(read))
     if as_json:
         print(json.dumps(table.to_json(), indent=2))
     else:
