@@ -30,7 +30,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
