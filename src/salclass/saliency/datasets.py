@@ -137,11 +137,31 @@ def blur_fixations(counts: np.ndarray, sigma: float | tuple[float, float]) -> np
     """Gaussian density from a fixation-count map, float32, maximum 1 (all
     zeros if there are no fixations). Outside the image counts as empty, as
     with MATLAB's imfilter, so no mass is invented at the borders."""
-    dens = ndimage.gaussian_filter(counts.astype(np.float64), sigma=sigma, mode="constant", truncate=_TRUNCATE)
+    sy, sx = (sigma, sigma) if np.isscalar(sigma) else sigma
+    rows, cols = np.nonzero(counts)
+    width_y, width_x = 2 * int(_TRUNCATE * sy + 0.5) + 1, 2 * int(_TRUNCATE * sx + 0.5) + 1
+    if rows.size < width_y + width_x:
+        # Few fixated pixels and a wide kernel (a large image at one degree):
+        # the sum of one separable Gaussian per pixel, the same truncated
+        # kernel as below, costs pixels x fixations instead of pixels x kernel width.
+        weight = counts[rows, cols].astype(np.float64)
+        dens = (_kernel_at(rows, counts.shape[0], sy) * weight[:, None]).T @ _kernel_at(cols, counts.shape[1], sx)
+    else:
+        dens = ndimage.gaussian_filter(counts.astype(np.float64), sigma=(sy, sx), mode="constant",
+                                       truncate=_TRUNCATE)
     top = dens.max()
     if top > 0:
         dens /= top
     return dens.astype(np.float32)
+
+
+def _kernel_at(centres: np.ndarray, n: int, sigma: float) -> np.ndarray:
+    """(K, n): a Gaussian of `sigma` truncated as ndimage truncates it, centred
+    on each of `centres` over positions 0..n-1 (unnormalised: maps are scaled to maximum 1)."""
+    offset = np.arange(n)[None, :] - centres[:, None]
+    k = np.exp(-0.5 * (offset / sigma) ** 2)
+    k[np.abs(offset) > int(_TRUNCATE * sigma + 0.5)] = 0.0
+    return k
 
 
 def load_rgb(path: Path) -> np.ndarray:
