@@ -54,7 +54,8 @@ def _add_saliency_commands(sub: argparse._SubParsersAction) -> None:
     ssub = sal.add_subparsers(dest="saliency_command", required=True, metavar="COMMAND")
 
     p = ssub.add_parser("train", help="train a saliency model on eye-fixation data")
-    p.add_argument("--data", required=True, help="fixation data folder (OSIE layout, or images/ + maps/)")
+    p.add_argument("--data", required=True,
+                   help="fixation data folder, any layout `saliency eval` reads (--set read.points=yx etc.)")
     p.add_argument("--model", required=True, help="saliency model name")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--config", default=None, help="YAML settings file")
