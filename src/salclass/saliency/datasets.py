@@ -261,10 +261,6 @@ def reader(name: str):
     return deco
 
 
-def readers() -> dict[str, type["FixationDataset"]]:
-    return dict(_READERS)
-
-
 class FixationDataset:
     """Images with eye fixations and/or ground-truth maps, addressed by index.
 
@@ -734,7 +730,8 @@ class FolderDataset(MapData):
     def open(cls, root, opts):
         found = _files(root / "images", IMAGE_EXTENSIONS)
         images = {p.name: p for p in found.values()}
-        maps = {p.name: m for stem, p in found.items() if (m := _files(root / "maps", IMAGE_EXTENSIONS + (".npy",)).get(stem))}
+        found_maps = _files(root / "maps", IMAGE_EXTENSIONS + (".npy",))
+        maps = {p.name: found_maps[stem] for stem, p in found.items() if stem in found_maps}
         fix = _files(root / "fixations", IMAGE_EXTENSIONS + POINT_EXTENSIONS)
         by_name = {p.name: fix[stem] for stem, p in found.items() if stem in fix}
         return cls(root, images, maps, opts, root / "maps", root / "fixations",
@@ -793,16 +790,14 @@ def _cell_points(path: Path, names: list[str], order: str) -> dict[str, Fixation
         raise UserError(f"{path}: '{var}' has {cell.shape[0]} rows for {len(names)} images")
     out = {}
     for name, row in zip(names, cell):
-        parts = [_fixations_from(np.asarray(c, dtype=np.float64).reshape(-1, np.asarray(c).shape[-1] if np.asarray(c).size else 2),
-                                 order, f"{path} ({var}, image {name})", subject=s)
-                 for s, c in enumerate(row)]
+        parts = [_fixations_from(c, order, f"{path} ({var}, image {name})", subject=s) for s, c in enumerate(row)]
         out[name] = Fixations(*(np.concatenate([getattr(f, k) for f in parts]) for k in ("x", "y", "subject")))
     return out
 
 
 def open_fixation_data(path: str | Path, opts: ReadOptions | None = None) -> FixationDataset:
-    """The data in folder `path`, read by the first reader whose layout it has
-    (see `readers`); anything else is a UserError that lists the layouts."""
+    """The data in folder `path`, read by the first `@reader` class whose
+    layout it has; anything else is a UserError that lists the layouts."""
     root = Path(path)
     if not root.is_dir():
         raise UserError(f"{root}: fixation data folder not found")
