@@ -279,7 +279,7 @@ def evaluate_models(data_dir: str | Path, split: str = "test", model_specs: list
         table.rows[name] = row
         table.reasons[name] = {"ig": "not defined for the bound: a blurred handful of fixations is not a density"}
     elif has_fix:
-        table.notes.append("no inter-observer row: it needs the observer of each fixation, and these points carry none")
+        table.notes.append("no inter-observer row: it needs each fixation's observer, and at least two observers")
     else:
         table.notes.append("no inter-observer row: it needs fixation points with their observers")
     return table
