@@ -30,6 +30,13 @@ def osie_root() -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def scene_root() -> Path:
+    root = SHARED_DATA / "scene"
+    assert (root / "tidy" / "fixations.mat").is_file(), f"shared scene data not found at {root}"
+    return root
+
+
 @pytest.fixture
 def run_cli(capsys):
     """Run `salclass ARGS...` in-process; returns (exit code, stdout, stderr)."""

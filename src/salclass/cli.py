@@ -57,7 +57,8 @@ def _add_saliency_commands(sub: argparse._SubParsersAction) -> None:
     ssub = sal.add_subparsers(dest="saliency_command", required=True, metavar="COMMAND")
 
     p = ssub.add_parser("train", help="train a saliency model on eye-fixation data")
-    p.add_argument("--data", required=True, help="fixation data folder (OSIE layout, or images/ + maps/)")
+    p.add_argument("--data", required=True,
+                   help="fixation data folder, any layout `saliency eval` reads (--set read.points=yx etc.)")
     p.add_argument("--model", required=True, help="saliency model name")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--config", default=None, help="YAML settings file")
@@ -67,11 +68,14 @@ def _add_saliency_commands(sub: argparse._SubParsersAction) -> None:
 
     p = ssub.add_parser("eval", help="score saliency models with the benchmark metrics")
     p.add_argument("--data", required=True, help="fixation data folder")
-    p.add_argument("--split", default="test", help="train, val or test (default test)")
+    p.add_argument("--split", default="test",
+                   help="train, val, test or all: which images (default test): OSIE's recorded split, else the data's split.json or a "
+                        "seeded 5:1:2 rule; all = every image, the usual choice for data a model was not trained on")
     p.add_argument("--model", dest="models", action="append", default=[], metavar="CKPT_OR_NAME",
                    help="extra model to score (repeatable); the weight-free baselines are always scored")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="score only the first N images of the split")
+    _add_read_options(p)
     p.set_defaults(func=_run_saliency_eval)
 
     p = ssub.add_parser("predict", help="write a saliency map for every image of a store")
@@ -87,7 +91,18 @@ def _add_saliency_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="default", help="checkpoint path or model name")
     p.add_argument("--n", type=int, default=8, help="number of images")
     p.add_argument("--out", required=True, help="PNG file to write")
+    _add_read_options(p)
     p.set_defaults(func=_run_saliency_show)
+
+
+def _add_read_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--points", choices=("xy", "yx"), default="xy",
+                   help="column order of fixation point files: xy = (x, y), yx = (row, column) (default xy)")
+    p.add_argument("--outside", choices=("error", "drop"), default="error",
+                   help="fixation points outside their image: stop with an error (default) or drop them")
+    p.add_argument("--ppd", type=float, default=None, metavar="PX",
+                   help="pixels per degree of visual angle at the images' own size: ground truth from points is "
+                        "blurred one degree wide (default: the data set's own, see docs/saliency-models.md)")
 
 
 def _run_saliency_train(a: argparse.Namespace) -> int:
@@ -99,7 +114,8 @@ def _run_saliency_train(a: argparse.Namespace) -> int:
 def _run_saliency_eval(a: argparse.Namespace) -> int:
     from salclass.saliency.evaluate import eval_cli
 
-    return eval_cli(data=a.data, split=a.split, models=a.models, as_json=a.json, limit=a.limit)
+    return eval_cli(data=a.data, split=a.split, models=a.models, as_json=a.json, limit=a.limit,
+                    read={"points": a.points, "outside": a.outside, "ppd": a.ppd})
 
 
 def _run_saliency_predict(a: argparse.Namespace) -> int:
@@ -111,7 +127,8 @@ def _run_saliency_predict(a: argparse.Namespace) -> int:
 def _run_saliency_show(a: argparse.Namespace) -> int:
     from salclass.saliency.show import show_cli
 
-    return show_cli(data=a.data, store=a.store, model=a.model, n=a.n, out=a.out)
+    return show_cli(data=a.data, store=a.store, model=a.model, n=a.n, out=a.out,
+                    read={"points": a.points, "outside": a.outside, "ppd": a.ppd})
 
 
 # --- models: params --------------------------------------------------------

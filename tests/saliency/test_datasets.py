@@ -50,6 +50,19 @@ def test_blur_uses_the_stated_sigma():
     assert blur_fixations(np.zeros((5, 5), np.int32), 2.0).max() == 0
 
 
+@pytest.mark.parametrize("n", [3, 400])
+def test_blur_of_few_or_many_fixations_is_scipys_truncated_gaussian(n):
+    """Few fixations take a faster path than many; both equal ndimage's filter."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(n)
+    counts = np.zeros((90, 140), np.int32)
+    np.add.at(counts, (rng.integers(0, 90, n), rng.integers(0, 140, n)), 1)
+    counts[0, 0] += 2   # a corner pixel fixated three times: the border and repeats count
+    want = ndimage.gaussian_filter(counts.astype(np.float64), sigma=(7.5, 11.0), mode="constant", truncate=3.5)
+    np.testing.assert_allclose(blur_fixations(counts, (7.5, 11.0)), want / want.max(), atol=1e-6)
+
+
 def test_osie_split_is_the_published_protocol(osie_root):
     split = osie_split()
     names = sorted(open_fixation_data(osie_root).names)

@@ -91,10 +91,12 @@ def test_a_checkpoint_gets_its_own_row(osie_root, tmp_path):
 def test_cli_json_is_model_metric_value(run_cli, osie_root):
     code, out, err = run_cli("saliency", "eval", "--data", osie_root, "--split", "val", "--limit", "2", "--json")
     assert code == 0, err
-    table = json.loads(out)
+    doc = json.loads(out)
+    assert doc["images"] == 2 and doc["split"] == "val" and "24 px per degree" in doc["ground_truth"]
+    table = doc["scores"]
     assert CENTRE_BIAS in table and BOUND in table
     assert set(table[CENTRE_BIAS]) == set(METRICS)
-    assert table[BOUND]["ig"] is None
+    assert "not defined for the bound" in table[BOUND]["ig"]
     assert isinstance(table[CENTRE_BIAS]["nss"], float)
 
 
@@ -134,17 +136,42 @@ def test_folder_layout_of_mixed_sizes_without_subjects(tmp_path):
         Image.fromarray((gt * 255).astype(np.uint8)).save(tmp_path / "maps" / f"im{k}.png")
         np.save(tmp_path / "fixations" / f"im{k}.npy", np.array([[w / 2, h / 2], [w / 2 + 3, h / 2 - 2]]))
     t = evaluate_models(tmp_path, "all", [], progress=False)
-    assert t.images == 3 and t.sigma is None and t.shape is None
-    assert BOUND not in t.rows
+    assert t.images == 3 and t.ground_truth == "the data's own maps" and t.shape is None
+    assert BOUND not in t.rows and any("no inter-observer row" in n for n in t.notes)
     row = t.rows[CENTRE_BIAS]
     assert all(math.isfinite(row[m]) for m in METRICS)
     # Fixations at the centre of every image, ground truth peaked there: the centre bias is nearly perfect.
     assert row["auc_judd"] > 0.9 and row["cc"] > 0.9
-    # Maps without points: the distribution metrics only.
+    # Maps without points: the distribution metrics only, and a reason for each of the others.
     shutil.rmtree(tmp_path / "fixations")
     row = evaluate_models(tmp_path, "all", [], progress=False).rows[CENTRE_BIAS]
     assert math.isnan(row["auc_judd"]) and math.isnan(row["nss"]) and math.isnan(row["ig"])
     assert row["cc"] > 0.9
+
+
+def test_maps_only_data_says_why_metrics_are_missing(tmp_path, run_cli):
+    for sub in ("images", "maps"):
+        (tmp_path / sub).mkdir()
+    rng = np.random.default_rng(1)
+    for k in range(3):
+        Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(tmp_path / "images" / f"im{k}.png")
+        m = np.zeros((30, 40), np.uint8)
+        m[10 + k, 15:25] = 255
+        Image.fromarray(m).save(tmp_path / "maps" / f"im{k}.png")
+    code, out, err = run_cli("saliency", "eval", "--data", tmp_path, "--split", "all", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    for model, row in doc["scores"].items():
+        for m in ("auc_judd", "auc_shuffled", "nss", "ig"):
+            assert row[m].startswith("needs fixation points, and this data has maps only (put each image's"), (model, m)
+        for m in ("cc", "kl", "sim"):
+            assert isinstance(row[m], float), (model, m)
+    assert BOUND not in doc["scores"]
+    assert doc["notes"] == ["no inter-observer row: it needs fixation points with their observers"]
+    code, out, err = run_cli("saliency", "eval", "--data", tmp_path, "--split", "all")
+    assert code == 0, err
+    assert "- AUC-Judd, sAUC, NSS, IG: needs fixation points, and this data has maps only" in out
+    assert "note: no inter-observer row" in out
 
 
 def test_limit_must_be_positive(osie_root):

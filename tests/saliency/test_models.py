@@ -158,3 +158,23 @@ def test_stored_centre_bias_widths_are_what_the_fit_gives(osie_root):
     assert fitted["sigma_x"] == pytest.approx(stored["sigma_x"], rel=1e-9)
     assert fitted["sigma_y"] == pytest.approx(stored["sigma_y"], rel=1e-9)
     assert 0.1 < stored["sigma_x"] < 0.4 and stored["images"] == 450
+
+
+def test_fcn_with_the_centre_bias_as_a_fixed_prior(tmp_path):
+    """prior=centre_bias: the fitted Gaussian's log on the prior grid, not a
+    parameter (training cannot move it), kept and rebuilt by a checkpoint."""
+    from salclass.saliency.models.baselines import read_centre_bias
+
+    model = create("fcn", width=8, prior="centre_bias")
+    assert "prior" not in dict(model.named_parameters()) and "prior" in model.state_dict()
+    fitted = read_centre_bias()
+    gx = ((np.arange(12) + 0.5) / 12 - 0.5) / fitted["sigma_x"]
+    # Row 4 of 9 is the middle one, where the vertical term vanishes.
+    np.testing.assert_allclose(model.prior[0, 0, 4].numpy(), -0.5 * gx ** 2,
+                               rtol=1e-5, atol=1e-7)
+    atomic_torch_save(model_checkpoint(model), tmp_path / "m.pt")
+    loaded, _ = load_model(tmp_path / "m.pt")
+    assert loaded.settings()["prior"] == "centre_bias" and torch.equal(loaded.prior, model.prior)
+    assert "prior" in dict(create("fcn", width=8).named_parameters())
+    with pytest.raises(UserError, match="prior must be"):
+        create("fcn", prior="uniform")

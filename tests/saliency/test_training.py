@@ -92,3 +92,19 @@ def test_a_second_training_into_the_same_run_folder_is_refused(tmp_path, run_cli
     assert code == 2 and len(err.strip().splitlines()) == 1 and f"pid {first.pid} is writing it" in err
     code, _, err = first.release()
     assert code == 0, err
+
+
+def test_aspect_stretch_crops_one_side_of_image_and_map_alike():
+    from salclass.saliency.training import Augment, _augment
+
+    x = torch.rand(64, 3, 12, 16)
+    dens = x[:, :1].clone()
+    still = Augment(flip=False, min_scale=1.0, brightness=0, contrast=0, saturation=0, grayscale=0)
+    out, d = _augment(x, dens, still, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, x)
+    stretched = Augment(flip=False, min_scale=1.0, aspect=0.5, brightness=0, contrast=0, saturation=0, grayscale=0)
+    out, d = _augment(x, dens, stretched, torch.Generator().manual_seed(0))
+    assert (out - x).abs().flatten(1).amax(1).min() > 0   # every image stretched, none padded or kept
+    torch.testing.assert_close(d, out[:, :1])             # the map moves with the image
+    with pytest.raises(ValueError, match="aspect"):
+        Augment(aspect=1.5)

@@ -14,6 +14,11 @@ image's size). Distribution metrics (CC, KL, SIM) compare the map with the
 ground-truth density (blurred fixations of all subjects). Information gain is
 over the centre bias, in bits per fixation, with each map read as a density.
 
+A metric that cannot be computed on the data (the fixation metrics on data
+with maps only, the bound without subjects) is left out of the means and given
+a reason (`EvalTable.reasons`), printed under the table and written into the
+JSON in place of its value.
+
 The inter-observer bound: the subjects are split into two halves
 (even- and odd-numbered). A map blurred from one half's fixations, with the
 ground truth's sigma, is scored against the other half's fixations (fixation
@@ -31,11 +36,15 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from salclass.errors import UserError
 from salclass.saliency import metrics as M
+
+if TYPE_CHECKING:
+    from salclass.saliency.datasets import ReadOptions
 
 METRICS = ("auc_judd", "auc_shuffled", "nss", "cc", "kl", "sim", "ig")
 LABELS = {"auc_judd": "AUC-Judd", "auc_shuffled": "sAUC", "nss": "NSS", "cc": "CC", "kl": "KL",
@@ -47,30 +56,51 @@ INTER_OBSERVER = "inter-observer"
 @dataclass
 class EvalTable:
     """Mean score of every model (row) for every metric; NaN where a metric
-    does not apply (e.g. information gain of the inter-observer bound)."""
+    cannot be computed, with the reason in `reasons` (model -> metric -> why)."""
 
     data: str
     split: str
     images: int
     shape: tuple[int, int] | None
-    sigma: float | None
+    ground_truth: str
     rows: dict[str, dict[str, float]] = field(default_factory=dict)
+    reasons: dict[str, dict[str, str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)   # about the data: dropped points, a missing bound
 
-    def to_json(self) -> dict[str, dict[str, float | None]]:
-        """model -> metric -> value (null where not applicable or infinite)."""
-        return {model: {m: (v if math.isfinite(v) else None) for m, v in row.items()}
-                for model, row in self.rows.items()}
+    def to_json(self) -> dict:
+        """The table as JSON: each score a number, or the reason it is missing."""
+        scores = {}
+        for model, row in self.rows.items():
+            why = self.reasons.get(model, {})
+            scores[model] = {m: (v if math.isfinite(v) else why.get(m, _infinite(v))) for m, v in row.items()}
+        return {"data": self.data, "split": self.split, "images": self.images, "ground_truth": self.ground_truth,
+                "notes": self.notes, "scores": scores}
 
     def format(self) -> str:
         size = f", {self.shape[1]}x{self.shape[0]}" if self.shape else ""
-        sigma = f", ground truth blur sigma {self.sigma:g} px" if self.sigma else ""
-        lines = [f"{Path(self.data).name} {self.split} split: {self.images} images{size}{sigma}",
+        lines = [f"{Path(self.data).name} {self.split} split: {self.images} images{size}; "
+                 f"ground truth: {self.ground_truth}",
                  "higher is better except KL; IG is bits per fixation over the centre bias"]
         width = max(len("model"), *(len(name) for name in self.rows))
         lines.append(f"{'model':<{width}}  " + "  ".join(f"{LABELS[m]:>8}" for m in METRICS))
         for name, row in self.rows.items():
             lines.append(f"{name:<{width}}  " + "  ".join(f"{_cell(row[m]):>8}" for m in METRICS))
+        # One line per distinct reason, naming the metrics (and rows, unless all) it explains.
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for model, why in self.reasons.items():
+            for m, text in why.items():
+                groups.setdefault(text, []).append((model, m))
+        for text, cells in groups.items():
+            metrics = sorted({m for _, m in cells}, key=METRICS.index)
+            models = sorted({model for model, _ in cells}, key=list(self.rows).index)
+            where = "" if len(models) == len(self.rows) else f" of {', '.join(models)}"
+            lines.append(f"- {', '.join(LABELS[m] for m in metrics)}{where}: {text}")
+        lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _infinite(v: float) -> str:
+    return "-inf: the map is zero at a fixated pixel" if v < 0 else "inf"
 
 
 def _cell(v: float) -> str:
@@ -161,21 +191,22 @@ def _resized(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def evaluate_models(data_dir: str | Path, split: str = "test", model_specs: list[str] | tuple[str, ...] = (),
                     *, limit: int | None = None, baselines: bool = True, batch_size: int = 8,
-                    progress: bool = True) -> EvalTable:
+                    progress: bool = True, read: ReadOptions | None = None) -> EvalTable:
     """Score the weight-free models (if `baselines`), the shipped default
     network (if installed and `baselines`), every spec in `model_specs`
     (names or checkpoint paths) and the inter-observer bound on `split` of the
-    fixation data in `data_dir`. `limit` keeps the first N images of the split
-    (by name), for quick checks."""
+    fixation data in `data_dir`, read with `read`. `limit` keeps the first N
+    images of the split (by name), for quick checks."""
     from tqdm import tqdm
 
-    from salclass.saliency.datasets import open_fixation_data
+    from salclass.saliency.datasets import ReadOptions, open_fixation_data
 
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
     if batch_size < 1:
         raise UserError(f"batch size must be at least 1, got {batch_size}")
-    ds = open_fixation_data(data_dir).split(split)
+    full = open_fixation_data(data_dir, read or ReadOptions())
+    ds = full.split(split)
     if limit is not None:
         ds = ds.subset(ds.names[:limit])
     if len(ds) == 0:
@@ -234,14 +265,34 @@ def evaluate_models(data_dir: str | Path, split: str = "test", model_specs: list
     bar.close()
 
     table = EvalTable(data=str(data_dir), split=split, images=len(ds),
-                      shape=natives[0] if len(set(natives)) == 1 else None, sigma=ds.sigma)
+                      shape=natives[0] if len(set(natives)) == 1 else None, ground_truth=ds.ground_truth,
+                      notes=list(full.notes))
+    missing = _missing(ds)
     for p in predictors:
         table.rows[p.name] = _mean(per_image[p.name])
+        table.reasons[p.name] = {m: missing.get(m, "no image of the split could be scored")
+                                 for m, v in table.rows[p.name].items() if math.isnan(v)}
     if with_bound:
         row = _mean(bound)
         row["ig"] = math.nan
-        table.rows[f"{INTER_OBSERVER} (half vs half)"] = row
+        name = f"{INTER_OBSERVER} (half vs half)"
+        table.rows[name] = row
+        table.reasons[name] = {"ig": "not defined for the bound: a blurred handful of fixations is not a density"}
+    elif has_fix:
+        table.notes.append("no inter-observer row: it needs each fixation's observer, and at least two observers")
+    else:
+        table.notes.append("no inter-observer row: it needs fixation points with their observers")
     return table
+
+
+def _missing(ds) -> dict[str, str]:
+    """metric -> why it cannot be computed on `ds` (empty when every metric can)."""
+    if not ds.has_fixations:
+        why = f"needs fixation points, and this data has maps only ({ds.points_hint})"
+        return {m: why for m in ("auc_judd", "auc_shuffled", "nss", "ig")}
+    if len(ds) < 2:
+        return {"auc_shuffled": "needs the fixations of other images as negatives, and the split has one image"}
+    return {}
 
 
 def _mean(scores: list[dict[str, float]]) -> dict[str, float]:
@@ -254,8 +305,10 @@ def _mean(scores: list[dict[str, float]]) -> dict[str, float]:
 
 
 def eval_cli(data: str, split: str = "test", models: list[str] | None = None, as_json: bool = False,
-             limit: int | None = None) -> int:
-    table = evaluate_models(data, split, list(models or []), limit=limit)
+             limit: int | None = None, read: dict | None = None) -> int:
+    from salclass.saliency.datasets import read_options
+
+    table = evaluate_models(data, split, list(models or []), limit=limit, read=read_options(read))
     if as_json:
         print(json.dumps(table.to_json(), indent=2))
     else:

@@ -62,7 +62,7 @@ def predict_into_store(split_dir: str | Path, model: str | Path | Predictor = "d
     """Fill `split_dir`'s saliency maps. Returns {"split", "model", "count",
     "computed", "seconds"}. `on_batch(done)` is called after each batch is
     durably recorded (tests use it to interrupt a run)."""
-    from salclass.data import SaliencyMapWriter, Store
+    from salclass.data import Store
 
     if batch_size < 1:
         raise UserError(f"batch size must be at least 1, got {batch_size}")

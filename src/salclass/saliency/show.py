@@ -65,7 +65,8 @@ def render_grid(images: list[np.ndarray], predicted: list[np.ndarray], reference
     return out
 
 
-def show_cli(data: str | None, store: str | None, model: str, n: int, out: str, split: str = "test") -> int:
+def show_cli(data: str | None, store: str | None, model: str, n: int, out: str, split: str = "test",
+             read: dict | None = None) -> int:
     if (data is None) == (store is None):
         raise UserError("give exactly one of --data (fixation data) or --store (a store split with maps)")
     if not 1 <= n <= 32:
@@ -73,9 +74,9 @@ def show_cli(data: str | None, store: str | None, model: str, n: int, out: str, 
     predictor = load_predictor(model)
     if data is not None:
         from salclass.saliency import metrics
-        from salclass.saliency.datasets import open_fixation_data
+        from salclass.saliency.datasets import open_fixation_data, read_options
 
-        ds = open_fixation_data(data).split(split)
+        ds = open_fixation_data(data, read_options(read)).split(split)
         rows = range(min(n, len(ds)))
         images = [ds.image(i) for i in rows]
         predicted = [predictor.predict(im[None])[0] for im in images]

@@ -5,15 +5,15 @@ training and validation images of the fixed split into memory once (resized to
 the model's input size, with their ground-truth densities), then trains with
 random zoom/shift/flip (applied to image and map alike) and colour jitter.
 
-RUN holds `config.yaml` (resolved settings), `metrics.jsonl` (one line per
-epoch), `checkpoint.pt` (the latest epoch with optimizer, scheduler and RNG
-state, written atomically, for --resume), `best.pt` (the model of the epoch
-with the best validation score, loadable by `load_predictor`) and `done.json`.
+RUN is a run folder like a classifier's, written through its owner
+(salclass.training.run_folder): resolved settings, one metrics line per epoch,
+the latest epoch's checkpoint with optimizer, scheduler and RNG state (for
+--resume), the finished-run record, and here also `best.pt` (the model of the
+epoch with the best validation score, loadable by `load_predictor`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import Counter
@@ -29,18 +29,21 @@ from tqdm import tqdm
 from salclass.errors import UserError
 from salclass.io import atomic_torch_save, atomic_write_json, load_checkpoint
 from salclass.lock import folder_lock
-from salclass.saliency.datasets import FixationDataset, open_fixation_data
-from salclass.saliency.models import CHECKPOINT_TYPE, create, model_checkpoint
+from salclass.saliency.datasets import FixationDataset, ReadOptions, open_fixation_data
+from salclass.saliency.models import create, model_checkpoint
 from salclass.saliency.models.base import SaliencyModel, to_input
 from salclass.settings import load_settings, save_settings, to_dict
+from salclass.training.run_folder import DONE_TYPE, RunFolder
 
 RUN_CHECKPOINT_TYPE = "salclass.saliency_run"
+RUN_CHECKPOINT_VERSION = 2  # 2: `epoch` is the number of completed epochs (1 stored it minus one)
 
 
 @dataclass
 class Augment:
     flip: bool = True
     min_scale: float = 0.8        # zoom in to a crop of at least this fraction of each side
+    aspect: float = 0.0           # stretch one side against the other by up to this factor (0.25: 4:3 <-> 1:1)
     brightness: float = 0.3       # factor drawn from [1 - b, 1 + b]
     contrast: float = 0.3
     saturation: float = 0.3
@@ -49,6 +52,8 @@ class Augment:
     def __post_init__(self):
         if not 0.1 <= self.min_scale <= 1.0:
             raise ValueError(f"augment.min_scale must be in [0.1, 1], got {self.min_scale}")
+        if not 0.0 <= self.aspect <= 1.0:
+            raise ValueError(f"augment.aspect must be in [0, 1], got {self.aspect}")
         for k in ("brightness", "contrast", "saturation", "grayscale"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise ValueError(f"augment.{k} must be in [0, 1], got {getattr(self, k)}")
@@ -69,6 +74,7 @@ class SaliencyTrainConfig:
     threads: int = 1   # on a shared 2-core machine one thread is faster than two fighting for it
     select_by: Literal["loss", "nss", "cc", "auc_judd"] = "nss"
     augment: Augment = field(default_factory=Augment)
+    read: ReadOptions = field(default_factory=ReadOptions)
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -120,20 +126,27 @@ def _truth(ds: FixationDataset) -> _Truth:
 
 
 def _augment(x: torch.Tensor, dens: torch.Tensor, aug: Augment, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same random zoom, shift and flip for image and density; colour jitter on the image."""
+    """Same random zoom, stretch, shift and flip for image and density; colour jitter on the image."""
     b = x.shape[0]
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(b, generator=gen)
 
     s = uniform(aug.min_scale, 1.0)
-    tx = (1 - s) * uniform(-1.0, 1.0)
-    ty = (1 - s) * uniform(-1.0, 1.0)
+    # A log-uniform stretch, applied as a narrower crop of one side, so the
+    # net sees other aspect ratios than the training data's without padding.
+    # Drawn only when asked for, so that runs without it keep their random stream.
+    stretch = (torch.exp(uniform(-math.log1p(aug.aspect), math.log1p(aug.aspect))) if aug.aspect > 0
+               else torch.ones(b))
+    sx = s * torch.clamp(stretch, max=1.0)
+    sy = s * torch.clamp(1.0 / stretch, max=1.0)
+    tx = (1 - sx) * uniform(-1.0, 1.0)
+    ty = (1 - sy) * uniform(-1.0, 1.0)
     flip = torch.where(torch.rand(b, generator=gen) < (0.5 if aug.flip else 0.0), -1.0, 1.0)
     theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0] = s * flip
+    theta[:, 0, 0] = sx * flip
     theta[:, 0, 2] = tx
-    theta[:, 1, 1] = s
+    theta[:, 1, 1] = sy
     theta[:, 1, 2] = ty
     both = torch.cat([x, dens], dim=1)
     grid = F.affine_grid(theta, list(both.shape), align_corners=False)
@@ -205,11 +218,12 @@ def train(cfg: SaliencyTrainConfig, resume: bool = False) -> Path:
 
 def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
     out = Path(cfg.out)
-    ckpt_path = out / "checkpoint.pt"
+    folder = RunFolder(out)
+    ckpt_path = folder.checkpoint
     if resume:
         if not ckpt_path.is_file():
-            raise UserError(f"{out}: nothing to resume (no checkpoint.pt)")
-    elif (out / "config.yaml").exists():
+            raise UserError(f"{out}: nothing to resume (no {ckpt_path.name})")
+    elif folder.config.exists():
         raise UserError(f"{out}: already holds a run (use --resume to continue it, or another --out)")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -217,7 +231,7 @@ def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
     model = create(cfg.model, **cfg.model_settings)
     if not model.trainable:
         raise UserError(f"saliency model '{cfg.model}' has no weights to train")
-    ds = open_fixation_data(cfg.data)
+    ds = open_fixation_data(cfg.data, cfg.read)
     train_ds, val_ds = ds.split("train"), ds.split("val")
     if cfg.select_by in ("nss", "auc_judd") and not ds.has_fixations:
         raise UserError(f"{cfg.data}: has no fixation points, so select_by={cfg.select_by} is impossible "
@@ -226,7 +240,7 @@ def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
     target_size = model.target_size(*size)
 
     out.mkdir(parents=True, exist_ok=True)
-    save_settings(cfg, out / "config.yaml")
+    save_settings(cfg, folder.config)
     train_split = _preload(train_ds, size, "train")
     val_split = _preload(val_ds, size, "val")
     val_truth = _truth(val_ds)
@@ -239,7 +253,7 @@ def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
     gen = torch.Generator().manual_seed(cfg.seed)
     start_epoch, best = 0, None
     if resume:
-        state = load_checkpoint(ckpt_path, RUN_CHECKPOINT_TYPE)
+        state = load_checkpoint(ckpt_path, RUN_CHECKPOINT_TYPE, max_version=RUN_CHECKPOINT_VERSION)
         if state["architecture"] != cfg.model or state["settings"] != model.settings():
             raise UserError(f"{ckpt_path}: was trained as '{state['architecture']}' {state['settings']}, "
                             f"the config asks for '{cfg.model}' {model.settings()}")
@@ -248,8 +262,9 @@ def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["torch"])
         gen.set_state(state["rng"]["augment"])
-        start_epoch, best = state["epoch"] + 1, state["best"]
-        _truncate_metrics(out / "metrics.jsonl", start_epoch)
+        # Version 1 counted epochs from 0; version 2 holds the number of completed epochs, like the classifier's.
+        start_epoch, best = state["epoch"] + (1 if state["version"] == 1 else 0), state["best"]
+        folder.truncate_metrics(start_epoch)
 
     higher_better = cfg.select_by != "loss"
     for epoch in range(start_epoch, cfg.epochs):
@@ -279,37 +294,28 @@ def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
             best = {"epoch": epoch + 1, "score": score, "select_by": cfg.select_by, "val": val}
             atomic_torch_save(model_checkpoint(model, extra={"epoch": epoch + 1, "val": val,
                                                              "config": to_dict(cfg)}), out / "best.pt")
+        # Metrics before the checkpoint, as in every run folder (salclass.training.run_folder).
+        folder.append_metrics(record)
         atomic_torch_save({
-            "type": RUN_CHECKPOINT_TYPE, "version": 1, "architecture": cfg.model, "settings": model.settings(),
-            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "rng": _rng_state(gen), "epoch": epoch, "best": best, "config": to_dict(cfg),
+            "type": RUN_CHECKPOINT_TYPE, "version": RUN_CHECKPOINT_VERSION, "architecture": cfg.model,
+            "settings": model.settings(), "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "rng": _rng_state(gen), "epoch": epoch + 1, "best": best,
+            "config": to_dict(cfg),
         }, ckpt_path)
-        with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
         scores = "  ".join(f"{k} {v:.4f}" for k, v in val.items())
         tqdm.write(f"epoch {epoch + 1}: train loss {record['train']['loss']:.4f}  val {scores}  "
                    f"({record['seconds']:.0f} s)")
-    atomic_write_json(out / "done.json", {"epochs": cfg.epochs, "best": best})
+    atomic_write_json(folder.done, {"type": DONE_TYPE, "version": 1, "epochs": cfg.epochs, "best": best})
     return out
-
-
-def _truncate_metrics(path: Path, epochs_kept: int) -> None:
-    """Drop metric lines of epochs after the resumed checkpoint (a crash may
-    have logged an epoch whose checkpoint was never written)."""
-    if not path.is_file():
-        return
-    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    kept = [ln for ln in lines if json.loads(ln)["epoch"] <= epochs_kept]
-    path.write_text("".join(ln + "\n" for ln in kept), encoding="utf-8")
 
 
 def train_cli(data: str, model: str, out: str, config: str | None, sets: list[str], resume: bool) -> int:
     overrides = [f"data={data}", f"model={model}", f"out={out}", *sets]
-    if config is None and resume and (Path(out) / "config.yaml").is_file():
-        config = str(Path(out) / "config.yaml")
+    if config is None and resume and RunFolder(out).config.is_file():
+        config = str(RunFolder(out).config)
     cfg = load_settings(SaliencyTrainConfig, config, overrides)
     run = train(cfg, resume=resume)
-    best = json.loads((run / "done.json").read_text(encoding="utf-8"))["best"]
+    best = RunFolder(run).read_done()["best"]
     print(f"{run}: best epoch {best['epoch']} ({best['select_by']} {best['score']:.4f}), model in {run / 'best.pt'}")
     return 0
 

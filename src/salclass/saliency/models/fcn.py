@@ -30,19 +30,33 @@ def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequent
     )
 
 
+def _centre_bias_logits(hw: tuple[int, int]) -> torch.Tensor:
+    """(1, 1, h, w) log of the fitted centre-bias Gaussian (resources/centre_bias.json) at the cell centres."""
+    from salclass.saliency.models.baselines import read_centre_bias
+
+    fitted = read_centre_bias()
+    gy = ((torch.arange(hw[0]) + 0.5) / hw[0] - 0.5) / fitted["sigma_y"]
+    gx = ((torch.arange(hw[1]) + 0.5) / hw[1] - 0.5) / fitted["sigma_x"]
+    return (-0.5 * (gy[:, None] ** 2 + gx[None, :] ** 2)).view(1, 1, *hw).float()
+
+
 @register("fcn")
 class CompactFCN(SaliencyModel):
     """Compact FCN (~0.3M params) with learned centre bias, softmax map, KL loss; the shipped default."""
 
     trainable = True
 
-    def __init__(self, width: int = 32, area: int = 144 * 192, prior_size: tuple[int, int] | list[int] = (9, 12)):
+    def __init__(self, width: int = 32, area: int = 144 * 192, prior_size: tuple[int, int] | list[int] = (9, 12),
+                 prior: str = "learned"):
         super().__init__()
         if width < 4 or area < 32 * 32:
             raise ValueError("width must be >= 4 and area >= 1024")
+        if prior not in ("learned", "centre_bias"):
+            raise ValueError(f"prior must be 'learned' or 'centre_bias', got {prior!r}")
         self.width = width
         self.area = area
         self.prior_hw = (int(prior_size[0]), int(prior_size[1]))
+        self.prior_kind = prior
         w = width
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
@@ -53,10 +67,16 @@ class CompactFCN(SaliencyModel):
         self.block3 = nn.Sequential(_conv(2 * w, 3 * w), _conv(3 * w, 3 * w, dilation=2), _conv(3 * w, 3 * w, dilation=4))
         self.context = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(3 * w, 3 * w, 1), nn.ReLU(inplace=True))
         self.readout = nn.Sequential(nn.Conv2d(3 * w + 2 * w, w, 1), nn.ReLU(inplace=True), nn.Conv2d(w, 1, 1))
-        self.prior = nn.Parameter(torch.zeros(1, 1, *self.prior_hw))
+        if prior == "learned":
+            self.prior = nn.Parameter(torch.zeros(1, 1, *self.prior_hw))
+        else:
+            # DeepGaze's arrangement: the centre bias fitted on all training
+            # fixations is fixed, so the network learns only what the image adds
+            # to it, and falls back to it where the content says little.
+            self.register_buffer("prior", _centre_bias_logits(self.prior_hw))
 
     def settings(self) -> dict:
-        return {"width": self.width, "area": self.area, "prior_size": list(self.prior_hw)}
+        return {"width": self.width, "area": self.area, "prior_size": list(self.prior_hw), "prior": self.prior_kind}
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         return area_preserving_size(height, width, self.area, 8)

@@ -48,5 +48,5 @@ def create(name: str, **settings) -> SaliencyModel:
     cls = model_class(name)
     try:
         return cls(**settings)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise UserError(f"saliency model '{name}': bad settings ({e})") from None
