@@ -65,11 +65,12 @@ def contrast_maps(images):
     import numpy as np
     from scipy.ndimage import gaussian_filter
 
-    from salclass.data import maps_to_uint8
-
     gray = np.asarray(images, dtype=np.float32).mean(axis=-1)
     contrast = np.abs(gray - gaussian_filter(gray, sigma=(0, 4, 4)))
-    return maps_to_uint8(gaussian_filter(contrast, sigma=(0, 6, 6)))
+    maps = gaussian_filter(contrast, sigma=(0, 6, 6))
+    peak = maps.reshape(maps.shape[0], -1).max(axis=1)
+    scale = np.where(peak > 0, 255.0 / np.maximum(peak, 1e-12), 0.0).astype(np.float32)
+    return np.clip(np.rint(maps * scale[:, None, None]), 0, 255).astype(np.uint8)
 
 
 def _tiny_source(imagenette_root: Path, dest: Path) -> Path:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from salclass.data import SaliencyMapWriter, Store, StoreLoader, default_crop
-from salclass.data.loader import batch_plan
+from salclass.data.loader import rank_batches
 from salclass.errors import UserError
 
 
@@ -126,10 +126,10 @@ def test_ranks_get_disjoint_shards_and_equal_batch_counts(tiny_store, world):
 
 
 def test_batch_plan_edge_cases():
-    assert [len(b) for b in batch_plan(5, 8, True, 0, 1)] == [5]  # fewer images than a batch
-    assert [len(b) for b in batch_plan(20, 8, True, 0, 1)] == [8, 8]
-    assert [len(b) for b in batch_plan(20, 8, False, 0, 1)] == [8, 8, 4]
-    a, b = batch_plan(9, 4, False, 0, 2), batch_plan(9, 4, False, 1, 2)
+    assert [len(b) for b in rank_batches(5, 8, True, 0, 1)] == [5]  # fewer images than a batch
+    assert [len(b) for b in rank_batches(20, 8, True, 0, 1)] == [8, 8]
+    assert [len(b) for b in rank_batches(20, 8, False, 0, 1)] == [8, 8, 4]
+    a, b = rank_batches(9, 4, False, 0, 2), rank_batches(9, 4, False, 1, 2)
     assert len(a) == len(b) and sum(map(len, a)) + sum(map(len, b)) == 9
 
 

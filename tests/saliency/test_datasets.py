@@ -128,3 +128,13 @@ def test_broken_image_is_a_user_error(tmp_path):
     ds = open_fixation_data(root)
     with pytest.raises(UserError, match="not a readable image"):
         ds.image(0)
+
+
+def test_shipped_osie_split_follows_the_published_rule(osie_root):
+    # 500 train+val / 200 test from the seeded shuffle of the sorted names, 50 of the 500 for validation
+    from salclass.saliency.datasets import osie_split
+
+    shipped = osie_split()
+    names = sorted(n for split in shipped.values() for n in split)
+    assert len(names) == 700
+    assert make_split(names, test_count=200, val_count=50) == shipped

@@ -31,7 +31,7 @@ def test_rgb_run_files_and_metrics(rgb_run: Path, tiny_store: Path):
     ckpt = load_classifier(rgb_run / "checkpoint.pt")
     assert ckpt["epoch"] == 3 and ckpt["model_name"] == "RGB"
     assert ckpt["num_classes"] == 3 and ckpt["input_size"] == 128
-    assert {"model", "optimizer", "scheduler", "scaler", "rng", "config"} <= set(ckpt)
+    assert {"model", "optimizer", "scheduler", "rng", "config"} <= set(ckpt)
     assert ckpt["config"]["store"] == str(tiny_store)
     saved = yaml.safe_load((rgb_run / "config.yaml").read_text())
     assert saved["epochs"] == 3 and saved["model"] == "RGB" and saved["momentum"] == 0.9

@@ -3,9 +3,9 @@
 See docs/ARCHITECTURE.md section 1 for the on-disk format and the API.
 """
 
-from salclass.data.store import SaliencyMapWriter, Store, default_crop, maps_to_uint8
+from salclass.data.store import SaliencyMapWriter, Store, default_crop
 
-__all__ = ["Store", "StoreLoader", "SaliencyMapWriter", "Batch", "default_crop", "maps_to_uint8"]
+__all__ = ["Store", "StoreLoader", "SaliencyMapWriter", "Batch", "default_crop"]
 
 
 def __getattr__(name: str):

@@ -64,7 +64,7 @@ def _epoch_draws(seed: int, epoch: int, n: int, size: int, crop: int) -> tuple[n
     return perm, oy, ox, flip
 
 
-def batch_plan(n: int, batch_size: int, train: bool, rank: int, world_size: int) -> list[np.ndarray]:
+def rank_batches(n: int, batch_size: int, train: bool, rank: int, world_size: int) -> list[np.ndarray]:
     """Positions (into the epoch's order) of this rank's batches.
 
     Train: each rank takes every world_size-th position of the first
@@ -135,7 +135,7 @@ def _refcount(arrays: list, i: int) -> int:
     return sys.getrefcount(arrays[i])
 
 
-class _Plan(NamedTuple):
+class _Crops(NamedTuple):
     rows: np.ndarray      # store rows, sorted, mirrored ones last
     oy: np.ndarray
     ox: np.ndarray
@@ -144,7 +144,7 @@ class _Plan(NamedTuple):
 
 
 class _BatchSource:
-    """Batch i of an epoch for one rank: the plan, and the CPU work of making it."""
+    """Batch i of an epoch for one rank: which rows, crops and flips, and the CPU work of making it."""
 
     def __init__(self, store: Store, batch_size: int, train: bool, crop: int, seed: int, with_saliency: bool,
                  rank: int, world_size: int, crop_here: bool, mean: np.ndarray | None, saliency_mean: float | None):
@@ -156,12 +156,12 @@ class _BatchSource:
         self.train, self.crop, self.seed, self.crop_here = train, crop, seed, crop_here
         self.mean = None if mean is None else torch.from_numpy(np.asarray(mean, dtype=np.float32))
         self.saliency_mean = saliency_mean
-        self.plan = batch_plan(self.n, batch_size, train, rank, world_size)
+        self.batches = rank_batches(self.n, batch_size, train, rank, world_size)
         self._draws_lock = threading.Lock()
         self._epoch_draws: tuple[int, tuple] | None = None
 
     def __len__(self) -> int:
-        return len(self.plan)
+        return len(self.batches)
 
     def _draws(self, epoch: int) -> tuple:
         with self._draws_lock:
@@ -169,19 +169,19 @@ class _BatchSource:
                 self._epoch_draws = (epoch, _epoch_draws(self.seed, epoch, self.n, self.size, self.crop))
             return self._epoch_draws[1]
 
-    def plan_for(self, epoch: int, i: int) -> _Plan:
-        positions = self.plan[i]
+    def crops_for(self, epoch: int, i: int) -> _Crops:
+        positions = self.batches[i]
         if not self.train:
             oy = np.full(len(positions), (self.size - self.crop) // 2)
-            return _Plan(positions, oy, oy.copy(), np.zeros(len(positions), dtype=bool), 0)
+            return _Crops(positions, oy, oy.copy(), np.zeros(len(positions), dtype=bool), 0)
         perm, oy, ox, flip = self._draws(epoch)
         rows, mirrored = perm[positions], flip[positions]
         pos = positions[np.lexsort((rows, mirrored))]
-        return _Plan(perm[pos], oy[pos], ox[pos], flip[pos], int(mirrored.sum()))
+        return _Crops(perm[pos], oy[pos], ox[pos], flip[pos], int(mirrored.sum()))
 
     def make(self, epoch: int, i: int, pool: _ArrayPool) -> dict:
         """A finished float batch (crop_here) or the uint8 rows to crop on the device."""
-        p = self.plan_for(epoch, i)
+        p = self.crops_for(epoch, i)
         out = {"label": torch.from_numpy(self.labels[p.rows]), "index": torch.from_numpy(p.rows.astype(np.int64))}
         if self.crop_here:
             out["image"] = self._floats(self.images, p, pool, self.mean)
@@ -194,7 +194,7 @@ class _BatchSource:
                    flip=torch.from_numpy(p.flip))
         return out
 
-    def _floats(self, array: np.ndarray, p: _Plan, pool: _ArrayPool,
+    def _floats(self, array: np.ndarray, p: _Crops, pool: _ArrayPool,
                 mean: torch.Tensor | float | None) -> torch.Tensor:
         """The crop windows of p's rows as float32 in [0, 1] (minus `mean`), the
         mirrored ones flipped: (B,3,C,C) with channels_last strides, or (B,1,C,C).

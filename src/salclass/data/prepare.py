@@ -46,7 +46,7 @@ MIN_SIZE = 8
 
 
 @dataclass
-class SplitPlan:
+class SplitSurvey:
     split: str
     items: list[tuple[str, int]]                     # (id relative to SRC, label) in shuffled order
     prerejected: list[tuple[str, str]] = field(default_factory=list)
@@ -54,12 +54,12 @@ class SplitPlan:
 
 
 @dataclass
-class Plan:
+class Survey:
     src: Path
     size: int
     seed: int
     classes: list[tuple[str, str]]
-    splits: list[SplitPlan]
+    splits: list[SplitSurvey]
 
 
 def _read_class_names(src: Path) -> dict[str, str]:
@@ -92,14 +92,14 @@ def _class_dirs(split_dir: Path) -> list[str]:
     return sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
-def _fingerprint(src: Path, size: int, seed: int, classes: list, sp: SplitPlan) -> str:
+def _fingerprint(src: Path, size: int, seed: int, classes: list, sp: SplitSurvey) -> str:
     h = hashlib.sha256()
     h.update(json.dumps([str(src), size, seed, classes, sp.split, sp.items, sp.prerejected]).encode())
     return h.hexdigest()
 
 
-def plan(src: str | os.PathLike, size: int, seed: int = 0, limit_per_class: int | None = None,
-         classes: list[str] | None = None) -> Plan:
+def survey(src: str | os.PathLike, size: int, seed: int = 0, limit_per_class: int | None = None,
+           classes: list[str] | None = None) -> Survey:
     """Scan SRC and fix, for each split, the shuffled list of files to pack."""
     src = Path(src).resolve()
     if not src.is_dir():
@@ -156,12 +156,12 @@ def plan(src: str | os.PathLike, size: int, seed: int = 0, limit_per_class: int 
             items.extend((os.path.relpath(f, src), label) for f in files)
         rng = np.random.default_rng([seed, zlib.crc32(split.encode())])
         items = [items[i] for i in rng.permutation(len(items))]
-        sp = SplitPlan(split, items, prerejected)
+        sp = SplitSurvey(split, items, prerejected)
         sp.fingerprint = _fingerprint(src, size, seed, class_list, sp)
         splits.append(sp)
     if sum(len(sp.items) for sp in splits) == 0:
         raise UserError(f"{src}: no images found")
-    return Plan(src, size, seed, class_list, splits)
+    return Survey(src, size, seed, class_list, splits)
 
 
 def _decode_chunk(args: tuple[str, list[str], int]) -> tuple[np.ndarray, list[str | None]]:
@@ -221,16 +221,16 @@ def _status(split_dir: Path) -> tuple[str, dict | None]:
 
 
 class _SplitWriter:
-    def __init__(self, plan_: Plan, sp: SplitPlan, out_dir: Path, workers: int, progress: bool):
-        self.plan, self.sp, self.dir = plan_, sp, out_dir
+    def __init__(self, found: Survey, sp: SplitSurvey, out_dir: Path, workers: int, progress: bool):
+        self.survey, self.sp, self.dir = found, sp, out_dir
         self.workers, self.progress = workers, progress
         self.n = len(sp.items)
-        self.size = plan_.size
+        self.size = found.size
 
     def _meta(self, complete: bool, **extra) -> dict:
         return {"type": STORE_TYPE, "version": STORE_VERSION, "split": self.sp.split, **extra,
-                "size": self.size, "classes": [{"wnid": w, "name": n} for w, n in self.plan.classes],
-                "source": str(self.plan.src), "seed": self.plan.seed, "fingerprint": self.sp.fingerprint,
+                "size": self.size, "classes": [{"wnid": w, "name": n} for w, n in self.survey.classes],
+                "source": str(self.survey.src), "seed": self.survey.seed, "fingerprint": self.sp.fingerprint,
                 "complete": complete}
 
     def _start_over(self) -> dict:
@@ -271,7 +271,7 @@ class _SplitWriter:
         sums = np.asarray(state["sums"], dtype=np.float64)
         rejected_pos = {int(p): r for p, r in state["rejected"]}
         stored, position = int(state["stored"]), int(state["position"])
-        src = str(self.plan.src)
+        src = str(self.survey.src)
         chunks = [(start, min(start + CHUNK, self.n)) for start in range(position, self.n, CHUNK)]
         tasks = ((src, [self.sp.items[i][0] for i in range(a, b)], self.size) for a, b in chunks)
         bar = tqdm(total=self.n, initial=position, desc=f"prepare {self.sp.split}", unit="img",
@@ -309,7 +309,7 @@ class _SplitWriter:
         atomic_write_text(self.dir / REJECTED, "".join(f"{p}\t{r}\n" for p, r in rejected))
         found = len(sp.items) + len(sp.prerejected)
         if stored == 0:
-            raise UserError(f"{self.plan.src / sp.split}: none of {found} files could be read "
+            raise UserError(f"{self.survey.src / sp.split}: none of {found} files could be read "
                             f"(reasons in {self.dir / REJECTED})")
         _shrink_npy(self.dir / IMAGES, stored)
         labels = _npy_bytes(np.asarray([lab for _, lab in kept], dtype=np.int16))
@@ -326,7 +326,7 @@ class _SplitWriter:
         return {"split": sp.split, "found": found, "stored": stored, "rejected": len(rejected)}
 
 
-def _bytes_needed(sp: SplitPlan, size: int, split_dir: Path) -> int:
+def _bytes_needed(sp: SplitSurvey, size: int, split_dir: Path) -> int:
     """What a split takes on disk at most (no file rejected), less what its
     current images.npy holds already (kept when resuming, deleted when starting over)."""
     n = len(sp.items)
@@ -365,7 +365,7 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, size: int, seed: int
     inputs is started over. A complete OUT is replaced only with `overwrite`;
     if only some splits are complete (and from these same inputs) the rest are
     finished and the complete ones kept."""
-    p = plan(src, size, seed=seed, limit_per_class=limit_per_class, classes=classes)
+    p = survey(src, size, seed=seed, limit_per_class=limit_per_class, classes=classes)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder")
@@ -382,7 +382,7 @@ def prepare(src: str | os.PathLike, out: str | os.PathLike, size: int, seed: int
         return _prepare_locked(p, out, workers, overwrite, progress)
 
 
-def _prepare_locked(p: Plan, out: Path, workers: int, overwrite: bool, progress: bool) -> list[dict]:
+def _prepare_locked(p: Survey, out: Path, workers: int, overwrite: bool, progress: bool) -> list[dict]:
     statuses = {sp.split: _status(out / sp.split) for sp in p.splits}
     for split, (status, _) in statuses.items():
         if status == "foreign":

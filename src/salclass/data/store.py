@@ -281,14 +281,6 @@ def read_saliency_meta(split_dir: Path) -> dict:
     return meta
 
 
-def maps_to_uint8(maps: np.ndarray) -> np.ndarray:
-    """Float maps (B,H,W) -> uint8 with each map's maximum scaled to 255 (all-zero maps stay 0)."""
-    maps = np.asarray(maps, dtype=np.float32)
-    peak = maps.reshape(maps.shape[0], -1).max(axis=1)
-    scale = np.where(peak > 0, 255.0 / np.maximum(peak, 1e-12), 0.0).astype(np.float32)
-    return np.clip(np.rint(maps * scale[:, None, None]), 0, 255).astype(np.uint8)
-
-
 class SaliencyMapWriter:
     """Writes one uint8 map per store row into `saliency.npy`, resumably.
 

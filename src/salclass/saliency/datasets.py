@@ -48,7 +48,6 @@ SALICON_SIGMA = 19.0
 VIEW_DEGREES = 800 / OSIE_SIGMA
 """Visual angle assumed for an image's width when the viewing geometry is unknown."""
 
-SPLIT_TYPE = "salclass.fixation_split"
 SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 POINT_EXTENSIONS = (".npy", ".csv", ".mat")
@@ -57,8 +56,6 @@ POINT_EXTENSIONS = (".npy", ".csv", ".mat")
 # shuffle of the sorted names; validation is carved from the 500 with its own seed.
 TEST_SEED = 42
 VAL_SEED = 1
-OSIE_TRAIN_COUNT = 500
-OSIE_VAL_COUNT = 50
 
 # Truncating the Gaussian at 3.5 sigma matches a 7-sigma-wide kernel window.
 _TRUNCATE = 3.5
@@ -841,17 +838,3 @@ def _read_split(path: Path) -> dict[str, list[str]]:
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in SPLITS):
         raise UserError(f"{path}: a split file needs lists 'train', 'val' and 'test'")
     return {k: [str(n) for n in data[k]] for k in SPLITS}
-
-
-def split_record(names: list[str]) -> dict:
-    """The JSON written to resources/osie_split.json (see `write_osie_split`)."""
-    split = make_split(names, test_count=len(names) - OSIE_TRAIN_COUNT, val_count=OSIE_VAL_COUNT)
-    return {
-        "type": SPLIT_TYPE,
-        "version": 1,
-        "dataset": "OSIE",
-        "rule": (f"sorted names; numpy RandomState({TEST_SEED}).permutation; first {OSIE_TRAIN_COUNT} = train+val, "
-                 f"last {len(names) - OSIE_TRAIN_COUNT} = test; val = first {OSIE_VAL_COUNT} of "
-                 f"RandomState({VAL_SEED}).permutation of train+val"),
-        **split,
-    }

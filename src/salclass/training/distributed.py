@@ -29,11 +29,6 @@ class World:
         return self.rank == 0
 
 
-def is_primary() -> bool:
-    """True in the one process that writes files (rank 0, or no process group)."""
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     if value is None or value == "":
@@ -95,12 +90,3 @@ def all_gather_objects(obj, world: World) -> list:
     out = [None] * world.world_size
     dist.all_gather_object(out, obj)
     return out
-
-
-def broadcast_object(obj, world: World):
-    """Rank 0's `obj` on every rank."""
-    if not world.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]

@@ -368,7 +368,6 @@ class _Run:
             "model": net.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
-            "scaler": {},  # bf16 autocast needs no loss scaling; kept for the checkpoint's fixed layout
             "rng": rng_states,
             "config": to_dict(self.cfg),
         }
