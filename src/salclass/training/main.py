@@ -98,279 +98,290 @@ def _stop_on_signals(stop: StopFlag):
             signal.signal(s, h)
 
 
-class _Run:
-    """The state of one run while it trains; `execute` is the whole life of it."""
+def _existing(cfg: TrainConfig, folder: RunFolder, resume: bool) -> tuple[dict | None, dict | None]:
+    """(done.json, checkpoint) found in the run folder, after checking they
+    belong to this config. Raises UserError for a folder that is not a run
+    or a run this config cannot continue."""
+    out = folder.path
+    if out.exists() and not out.is_dir():
+        raise UserError(f"out: {out} exists and is not a folder")
+    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not folder.config.is_file():
+        raise UserError(f"out: {out} is not empty and holds no run ({CONFIG_NAME} missing); choose another folder")
+    done = read_json(folder.done) if folder.done.is_file() else None
+    ckpt = load_classifier(folder.checkpoint) if folder.checkpoint.is_file() else None
+    saved = ckpt["config"] if ckpt is not None else None
+    if saved is not None:
+        diff = settings_difference(saved, to_dict(cfg))
+        if diff:
+            raise UserError(f"out: {out} holds a run with other settings ({diff}); choose another out folder")
+    if ckpt is not None and done is None and not resume:
+        raise UserError(f"out: {out} holds an unfinished run (epoch {ckpt['epoch']} of {saved['epochs']}); "
+                        "pass --resume to continue it, or choose another out folder")
+    return done, ckpt
 
-    def __init__(self, cfg: TrainConfig, world: World, device: torch.device, resume: bool):
-        self.cfg = cfg
-        self.world = world
-        self.device = device
-        self.resume = resume
-        self.out = Path(cfg.out)
-        self.folder = RunFolder(cfg.out)
 
-    # --- what is already in the run folder -----------------------------------
+def _open_stores(cfg: TrainConfig):
+    from salclass.data import Store
 
-    def _existing(self) -> tuple[dict | None, dict | None]:
-        """(done.json, checkpoint) found in the run folder, after checking they
-        belong to this config. Raises UserError for a folder that is not a run
-        or a run this config cannot continue."""
-        out, cfg = self.out, self.cfg
-        if out.exists() and not out.is_dir():
-            raise UserError(f"out: {out} exists and is not a folder")
-        if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not self.folder.config.is_file():
-            raise UserError(f"out: {out} is not empty and holds no run ({CONFIG_NAME} missing); choose another folder")
-        folder = self.folder
-        done = read_json(folder.done) if folder.done.is_file() else None
-        ckpt = load_classifier(folder.checkpoint) if folder.checkpoint.is_file() else None
-        saved = ckpt["config"] if ckpt is not None else None
-        if saved is not None:
-            diff = settings_difference(saved, to_dict(cfg))
-            if diff:
-                raise UserError(f"out: {out} holds a run with other settings ({diff}); choose another out folder")
-        if ckpt is not None and done is None and not self.resume:
-            raise UserError(f"out: {out} holds an unfinished run (epoch {ckpt['epoch']} of {saved['epochs']}); "
-                            "pass --resume to continue it, or choose another out folder")
-        return done, ckpt
+    root = Path(cfg.store)
+    if not root.is_dir():
+        raise UserError(f"store: {root}: no such store folder (expected a store root with train/ and val/)")
+    train, val = Store.open(root / "train"), Store.open(root / "val")
+    for s in (train, val):
+        s.verify()
+    if [w for w, _ in train.classes] != [w for w, _ in val.classes]:
+        raise UserError(f"store: {root}: train/ and val/ have different classes")
+    return train, val
 
-    # --- building ---------------------------------------------------------------
 
-    def _open_stores(self):
-        from salclass.data import Store
+def _build_model(cfg: TrainConfig, num_classes: int, crop: int, ckpt: dict | None, ckpt_path: Path, train_store):
+    """The network: fresh, from the run's checkpoint, or grown from `init_from`
+    by weight surgery (then also the surgery's report)."""
+    from salclass.models import create, transplant
 
-        root = Path(self.cfg.store)
-        if not root.is_dir():
-            raise UserError(f"store: {root}: no such store folder (expected a store root with train/ and val/)")
-        train, val = Store.open(root / "train"), Store.open(root / "val")
-        for s in (train, val):
-            s.verify()
-        if [w for w, _ in train.classes] != [w for w, _ in val.classes]:
-            raise UserError(f"store: {root}: train/ and val/ have different classes")
-        return train, val
-
-    def _needs_saliency(self, model) -> bool:
-        return bool(model.uses_saliency or self.cfg.attention.enabled)
-
-    def _build_model(self, num_classes: int, crop: int, ckpt: dict | None, train_store):
-        from salclass.models import create, transplant
-
-        cfg = self.cfg
-        torch.manual_seed(cfg.seed)
-        net = create(cfg.model, num_classes, input_size=crop, dropout=cfg.dropout, block_order=cfg.block_order)
-        if ckpt is not None:
-            _check_compatible(ckpt, net, num_classes, crop, self.folder.checkpoint)
-            net.load_state_dict(ckpt["model"])
-            return net, None
-        if cfg.init_from is not None:
-            base = load_classifier(cfg.init_from)
-            if base["num_classes"] != num_classes or base["input_size"] != crop:
-                raise UserError(f"init_from: {cfg.init_from} was trained for {base['num_classes']} classes at "
-                                f"{base['input_size']}px; this run has {num_classes} classes at {crop}px")
-            base_classes = base.get("classes")
-            if base_classes is not None and [c[0] for c in base_classes] != [w for w, _ in train_store.classes]:
-                raise UserError(f"init_from: {cfg.init_from} was trained on other classes than {cfg.store}")
-            if block_order_of(base) != cfg.block_order:
-                raise UserError(f"init_from: {cfg.init_from} was trained with block order {block_order_of(base)}, "
-                                f"this run uses {cfg.block_order}; its weights would not mean the same")
-            report = transplant(base["model"], net, init=cfg.init_new, seed=cfg.seed)
-            return net, report
+    torch.manual_seed(cfg.seed)
+    net = create(cfg.model, num_classes, input_size=crop, dropout=cfg.dropout, block_order=cfg.block_order)
+    if ckpt is not None:
+        _check_compatible(ckpt, net, num_classes, crop, ckpt_path)
+        net.load_state_dict(ckpt["model"])
         return net, None
+    if cfg.init_from is None:
+        return net, None
+    base = load_classifier(cfg.init_from)
+    if base["num_classes"] != num_classes or base["input_size"] != crop:
+        raise UserError(f"init_from: {cfg.init_from} was trained for {base['num_classes']} classes at "
+                        f"{base['input_size']}px; this run has {num_classes} classes at {crop}px")
+    base_classes = base.get("classes")
+    if base_classes is not None and [c[0] for c in base_classes] != [w for w, _ in train_store.classes]:
+        raise UserError(f"init_from: {cfg.init_from} was trained on other classes than {cfg.store}")
+    if block_order_of(base) != cfg.block_order:
+        raise UserError(f"init_from: {cfg.init_from} was trained with block order {block_order_of(base)}, "
+                        f"this run uses {cfg.block_order}; its weights would not mean the same")
+    return net, transplant(base["model"], net, init=cfg.init_new, seed=cfg.seed)
 
-    # --- the run ----------------------------------------------------------------
 
-    def execute(self) -> Path:
-        from salclass.data import StoreLoader, default_crop
+def _check_stores(cfg: TrainConfig, train_store, val_store, net, ckpt: dict | None) -> tuple[bool, dict]:
+    """(whether the run reads maps, the stores' identity), after checking the maps
+    exist where needed and that a resumed run has the store it began with."""
+    needs_saliency = bool(net.uses_saliency or cfg.attention.enabled)
+    for s in (train_store, val_store):
+        if needs_saliency and not s.has_saliency:
+            why = f"model {net.variant}" if net.uses_saliency else "attention transfer"
+            if s.saliency_problem is not None:
+                raise UserError(f"store: {s.no_maps_reason()} ({why} needs them)")
+            raise UserError(f"store: {s.path} has no complete saliency maps, which {why} needs "
+                            f"(run: salclass saliency predict {cfg.store})")
+    identity = _store_identity(train_store, val_store, needs_saliency)
+    if ckpt is not None and ckpt.get("store_identity", identity) != identity:
+        was = ckpt["store_identity"]
+        key = next(k for k in identity if identity[k] != was.get(k))
+        raise UserError(f"store: {cfg.store} is not the store this run was trained on ({key} differs); "
+                        "resume with the same store")
+    return needs_saliency, identity
 
-        cfg, world, out, folder = self.cfg, self.world, self.out, self.folder
-        done, ckpt = self._existing()
-        if done is not None and ckpt is not None and ckpt["epoch"] >= cfg.epochs:
-            _log(f"{out}: finished earlier ({ckpt['epoch']} epochs, {DONE_NAME}); nothing to do", world)
-            return out
-        if ckpt is not None and ckpt["epoch"] > cfg.epochs:
-            raise UserError(f"epochs: the run in {out} already trained {ckpt['epoch']} epochs, more than {cfg.epochs}")
-        if ckpt is not None:
-            self.folder.check_metrics_cover(int(ckpt["epoch"]))
-        distributed.barrier(world)
 
-        train_store, val_store = self._open_stores()
-        crop = cfg.crop or default_crop(train_store.size)
-        if crop > train_store.size or crop > val_store.size:
-            raise UserError(f"crop: {crop} is larger than the store's images ({train_store.size}px)")
-        num_classes = train_store.num_classes
-        net, report = self._build_model(num_classes, crop, ckpt, train_store)
-        needs_saliency = self._needs_saliency(net)
-        for s in (train_store, val_store):
-            if needs_saliency and not s.has_saliency:
-                why = f"model {net.variant}" if net.uses_saliency else "attention transfer"
-                if s.saliency_problem is not None:
-                    raise UserError(f"store: {s.no_maps_reason()} ({why} needs them)")
-                raise UserError(f"store: {s.path} has no complete saliency maps, which {why} needs "
-                                f"(run: salclass saliency predict {cfg.store})")
-        identity = _store_identity(train_store, val_store, needs_saliency)
-        if ckpt is not None and ckpt.get("store_identity", identity) != identity:
-            was = ckpt["store_identity"]
-            key = next(k for k in identity if identity[k] != was.get(k))
-            raise UserError(f"store: {cfg.store} is not the store this run was trained on ({key} differs); "
-                            "resume with the same store")
-        if cfg.batch_size % world.world_size:
-            raise UserError(f"batch_size: {cfg.batch_size} is not divisible by the {world.world_size} processes")
+def _place(net, cfg: TrainConfig, world: World, device: torch.device):
+    """(the network on its device, the module to call: wrapped for DDP or
+    compiled where asked, the engine's Runtime)."""
+    on_cuda = device.type == "cuda"
+    if on_cuda:
+        # Fixed input shapes: let cuDNN pick its fastest kernels once.
+        torch.backends.cudnn.benchmark = True
+    fmt = torch.channels_last if (on_cuda and cfg.channels_last) else torch.contiguous_format
+    net = net.to(device, memory_format=fmt)
+    model = net
+    if world.distributed:
+        if on_cuda and cfg.sync_bn:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            net = model
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None)
+    if cfg.compile:
+        model = torch.compile(model)
+    rt = Runtime(device, world, torch.bfloat16 if (on_cuda and cfg.amp) else None,
+                 channels_last=fmt is torch.channels_last, progress=cfg.progress, check_every=25 if on_cuda else 1)
+    return net, model, rt
 
-        threads = cfg.threads or max(1, (os.cpu_count() or 1) // world.local_world_size)
-        torch.set_num_threads(threads)
-        on_cuda = self.device.type == "cuda"
-        if on_cuda:
-            # Fixed input shapes: let cuDNN pick its fastest kernels once.
-            torch.backends.cudnn.benchmark = True
-        fmt = torch.channels_last if (on_cuda and cfg.channels_last) else torch.contiguous_format
-        net = net.to(self.device, memory_format=fmt)
-        model = net
-        if world.distributed:
-            if on_cuda and cfg.sync_bn:
-                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-                net = model
-            model = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device.index] if on_cuda else None)
-        if cfg.compile:
-            model = torch.compile(model)
-        rt = Runtime(self.device, world, torch.bfloat16 if (on_cuda and cfg.amp) else None,
-                     channels_last=fmt is torch.channels_last, progress=cfg.progress,
-                     check_every=25 if on_cuda else 1)
 
-        optimizer = sgd(net, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.decay_on)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.lr_gamma)
-        start_epoch = 0
-        if ckpt is not None:
-            optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
-            start_epoch = int(ckpt["epoch"])
-            states = ckpt.get("rng") or []
-            if len(states) == world.world_size:
-                set_rng_state(states[world.rank])
-            else:
-                torch.manual_seed(cfg.seed + 1000003 * (start_epoch + 1) + world.rank)
-                _log(f"note: the checkpoint holds RNG states of {len(states)} processes, this run has "
-                     f"{world.world_size}; dropout draws differ from the uninterrupted run", world)
-        else:
-            # Same initial weights on every rank (seeded above), different dropout masks.
-            torch.manual_seed(cfg.seed + world.rank)
+def _restore(net, cfg: TrainConfig, ckpt: dict | None, world: World):
+    """(optimizer, scheduler, the last completed epoch), with momentum, schedule
+    and RNG states restored from the checkpoint when resuming."""
+    optimizer = sgd(net, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.decay_on)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.lr_gamma)
+    if ckpt is None:
+        # Same initial weights on every rank (seeded when built), different dropout masks.
+        torch.manual_seed(cfg.seed + world.rank)
+        return optimizer, scheduler, 0
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    start_epoch = int(ckpt["epoch"])
+    states = ckpt.get("rng") or []
+    if len(states) == world.world_size:
+        set_rng_state(states[world.rank])
+    else:
+        torch.manual_seed(cfg.seed + 1000003 * (start_epoch + 1) + world.rank)
+        _log(f"note: the checkpoint holds RNG states of {len(states)} processes, this run has "
+             f"{world.world_size}; dropout draws differ from the uninterrupted run", world)
+    return optimizer, scheduler, start_epoch
 
-        workers = cfg.workers if cfg.workers is not None else default_workers(self.device.type, threads)
-        per_rank = cfg.batch_size // world.world_size
-        loader_device = str(self.device) if on_cuda else "cpu"
-        common = dict(crop=crop, seed=cfg.seed, mean_subtract=cfg.mean_subtract, with_saliency=needs_saliency,
-                      rank=world.rank, world_size=world.world_size, device=loader_device, workers=workers,
-                      mean=train_store.mean, saliency_mean=train_store.saliency_mean)
-        train_loader = StoreLoader(train_store, per_rank, True, **common)
-        val_loader = StoreLoader(val_store, per_rank, False, **common)
-        attention = None
-        if cfg.attention.enabled:
-            offset = float(train_store.saliency_mean or 0.0) if cfg.mean_subtract else 0.0
-            attention = AttentionLoss(net, cfg.attention.layer, cfg.attention.beta, offset)
 
-        writer = None
-        if world.is_primary():
-            out.mkdir(parents=True, exist_ok=True)
-            save_settings(cfg, folder.config)
-            folder.truncate_metrics(start_epoch)
-            if done is not None:
-                folder.done.unlink()
-            if report is not None:
-                atomic_write_text(folder.init_report, str(report) + "\n")
-            if cfg.tensorboard:
-                from torch.utils.tensorboard import SummaryWriter
+def _loaders(cfg: TrainConfig, train_store, val_store, crop: int, needs_saliency: bool, world: World,
+             device: torch.device, threads: int):
+    from salclass.data import StoreLoader
 
-                writer = SummaryWriter(str(folder.tensorboard), purge_step=start_epoch + 1 if start_epoch else None)
+    on_cuda = device.type == "cuda"
+    workers = cfg.workers if cfg.workers is not None else default_workers(device.type, threads)
+    per_rank = cfg.batch_size // world.world_size
+    common = dict(crop=crop, seed=cfg.seed, mean_subtract=cfg.mean_subtract, with_saliency=needs_saliency,
+                  rank=world.rank, world_size=world.world_size, device=str(device) if on_cuda else "cpu",
+                  workers=workers, mean=train_store.mean, saliency_mean=train_store.saliency_mean)
+    return StoreLoader(train_store, per_rank, True, **common), StoreLoader(val_store, per_rank, False, **common)
 
-        where = f"{self.device.type}" + (f" x{world.world_size} processes" if world.distributed else "")
-        _log(f"training {net.variant} on {cfg.store} ({train_store.count} train / {val_store.count} val images, "
-             f"{num_classes} classes, crop {crop}) for epochs {start_epoch + 1}..{cfg.epochs} on {where} "
-             f"({threads} threads) -> {out}", world)
 
-        stop = StopFlag()
-        began = time.perf_counter()
-        completed = start_epoch
-        try:
-            with _stop_on_signals(stop):
-                if cfg.init_from is not None and start_epoch == 0 and not folder.start.is_file():
-                    start_val, _ = evaluate(model, val_loader, rt, stop=stop, desc="val before training")
-                    if world.is_primary():
-                        atomic_write_json(folder.start, {"type": "salclass.start_eval", "version": 1,
-                                                             "init_from": str(cfg.init_from), "val": start_val})
-                    _log(f"before training: val top1 {start_val['top1']:.2%} top5 {start_val['top5']:.2%} "
-                         f"loss {start_val['loss']:.4f}", world)
-                for epoch in range(start_epoch + 1, cfg.epochs + 1):
-                    train_loader.set_epoch(epoch)
-                    lr = optimizer.param_groups[0]["lr"]
-                    try:
-                        tr = train_one_epoch(model, train_loader, optimizer, rt, epoch=epoch, epochs=cfg.epochs,
-                                             attention=attention, stop=stop)
-                    except NonFiniteLoss as e:
-                        last = epoch - 1
-                        kept = f"the checkpoint of epoch {last} is kept in {out}" if last else "no epoch was saved"
-                        raise NonFiniteLoss(f"{e}; stopped, {kept} (try a lower lr)") from None
-                    va, _ = evaluate(model, val_loader, rt, stop=stop, desc=f"epoch {epoch}/{cfg.epochs} val")
-                    scheduler.step()
-                    record = {"epoch": epoch, "lr": lr, "train": tr, "val": va}
-                    states = distributed.all_gather_objects(rng_state(), world)
-                    if world.is_primary():
-                        folder.append_metrics(record)
-                        if writer is not None:
-                            _tensorboard(writer, record)
-                        atomic_torch_save(self._checkpoint(net, optimizer, scheduler, epoch, num_classes, crop,
-                                                           train_store, identity, states), folder.checkpoint)
-                    completed = epoch
-                    _log(_epoch_line(record, cfg.epochs), world)
-                # The loops poll the flag only between batches: a stop asked for
-                # after the last one (during the final checkpoint write) ends here,
-                # on every rank alike.
-                signum = max(distributed.all_gather_objects(stop.signum, world))
-                if signum:
-                    raise TrainingInterrupted(signum)
-        except TrainingInterrupted as e:
-            e.run_dir = out
-            e.epoch = completed
-            raise
-        finally:
-            if writer is not None:
-                writer.close()
-            if attention is not None:
-                attention.close()
+def _open_folder(cfg: TrainConfig, folder: RunFolder, world: World, start_epoch: int, done: dict | None,
+                 report) -> object | None:
+    """Settings saved, metrics cut back to the checkpoint's epoch, a continued
+    run no longer marked done; the TensorBoard writer (rank 0 only)."""
+    if not world.is_primary():
+        return None
+    folder.path.mkdir(parents=True, exist_ok=True)
+    save_settings(cfg, folder.config)
+    folder.truncate_metrics(start_epoch)
+    if done is not None:
+        folder.done.unlink()
+    if report is not None:
+        atomic_write_text(folder.init_report, str(report) + "\n")
+    if not cfg.tensorboard:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
 
-        distributed.barrier(world)
-        if world.is_primary():
-            final = folder.read_metrics()
-            atomic_write_json(folder.done, {
-                "type": DONE_TYPE, "version": 1, "epochs": cfg.epochs, "model": net.variant,
-                "val": final[-1]["val"] if final else None,
-                "best_val_top1": max((m["val"]["top1"] for m in final), default=None),
-                "seconds_this_session": time.perf_counter() - began,
-            })
-            _log(f"finished: {out}", world)
+    return SummaryWriter(str(folder.tensorboard), purge_step=start_epoch + 1 if start_epoch else None)
+
+
+def _run(cfg: TrainConfig, world: World, device: torch.device, resume: bool) -> Path:
+    """The whole life of one run: check the folder, build, restore, loop, finish."""
+    from salclass.data import default_crop
+
+    folder, out = RunFolder(cfg.out), Path(cfg.out)
+    done, ckpt = _existing(cfg, folder, resume)
+    if done is not None and ckpt is not None and ckpt["epoch"] >= cfg.epochs:
+        _log(f"{out}: finished earlier ({ckpt['epoch']} epochs, {DONE_NAME}); nothing to do", world)
         return out
+    if ckpt is not None and ckpt["epoch"] > cfg.epochs:
+        raise UserError(f"epochs: the run in {out} already trained {ckpt['epoch']} epochs, more than {cfg.epochs}")
+    if ckpt is not None:
+        folder.check_metrics_cover(int(ckpt["epoch"]))
+    distributed.barrier(world)
+    if cfg.batch_size % world.world_size:
+        raise UserError(f"batch_size: {cfg.batch_size} is not divisible by the {world.world_size} processes")
 
-    def _checkpoint(self, net, optimizer, scheduler, epoch: int, num_classes: int, crop: int, train_store,
-                    store_identity: dict, rng_states: list) -> dict:
-        return {
-            "type": CHECKPOINT_TYPE,
-            "version": CHECKPOINT_VERSION,
-            "model_name": net.variant,
-            "block_order": net.block_order,
-            "num_classes": num_classes,
-            "input_size": crop,
-            "classes": [[w, n] for w, n in train_store.classes],
-            "store_identity": store_identity,
-            "uses_saliency": bool(net.uses_saliency),
-            "mean_subtract": self.cfg.mean_subtract,
-            # What mean subtraction removed in training, so evaluation on any split shifts inputs alike.
-            "input_mean": [float(v) for v in train_store.mean],
-            "saliency_mean": float(train_store.saliency_mean or 0.0),
-            "epoch": epoch,
-            "model": net.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": rng_states,
-            "config": to_dict(self.cfg),
-        }
+    train_store, val_store = _open_stores(cfg)
+    crop = cfg.crop or default_crop(train_store.size)
+    if crop > train_store.size or crop > val_store.size:
+        raise UserError(f"crop: {crop} is larger than the store's images ({train_store.size}px)")
+    num_classes = train_store.num_classes
+    net, report = _build_model(cfg, num_classes, crop, ckpt, folder.checkpoint, train_store)
+    needs_saliency, identity = _check_stores(cfg, train_store, val_store, net, ckpt)
+    threads = cfg.threads or max(1, (os.cpu_count() or 1) // world.local_world_size)
+    torch.set_num_threads(threads)
+    net, model, rt = _place(net, cfg, world, device)
+    optimizer, scheduler, start_epoch = _restore(net, cfg, ckpt, world)
+    train_loader, val_loader = _loaders(cfg, train_store, val_store, crop, needs_saliency, world, device, threads)
+    attention = None
+    if cfg.attention.enabled:
+        offset = float(train_store.saliency_mean or 0.0) if cfg.mean_subtract else 0.0
+        attention = AttentionLoss(net, cfg.attention.layer, cfg.attention.beta, offset)
+    writer = _open_folder(cfg, folder, world, start_epoch, done, report)
+
+    where = f"{device.type}" + (f" x{world.world_size} processes" if world.distributed else "")
+    _log(f"training {net.variant} on {cfg.store} ({train_store.count} train / {val_store.count} val images, "
+         f"{num_classes} classes, crop {crop}) for epochs {start_epoch + 1}..{cfg.epochs} on {where} "
+         f"({threads} threads) -> {out}", world)
+    stop = StopFlag()
+    began = time.perf_counter()
+    completed = start_epoch
+    try:
+        with _stop_on_signals(stop):
+            if cfg.init_from is not None and start_epoch == 0 and not folder.start.is_file():
+                start_val, _ = evaluate(model, val_loader, rt, stop=stop, desc="val before training")
+                if world.is_primary():
+                    atomic_write_json(folder.start, {"type": "salclass.start_eval", "version": 1,
+                                                     "init_from": str(cfg.init_from), "val": start_val})
+                _log(f"before training: val top1 {start_val['top1']:.2%} top5 {start_val['top5']:.2%} "
+                     f"loss {start_val['loss']:.4f}", world)
+            for epoch in range(start_epoch + 1, cfg.epochs + 1):
+                train_loader.set_epoch(epoch)
+                lr = optimizer.param_groups[0]["lr"]
+                try:
+                    tr = train_one_epoch(model, train_loader, optimizer, rt, epoch=epoch, epochs=cfg.epochs,
+                                         attention=attention, stop=stop)
+                except NonFiniteLoss as e:
+                    last = epoch - 1
+                    kept = f"the checkpoint of epoch {last} is kept in {out}" if last else "no epoch was saved"
+                    raise NonFiniteLoss(f"{e}; stopped, {kept} (try a lower lr)") from None
+                va, _ = evaluate(model, val_loader, rt, stop=stop, desc=f"epoch {epoch}/{cfg.epochs} val")
+                scheduler.step()
+                record = {"epoch": epoch, "lr": lr, "train": tr, "val": va}
+                states = distributed.all_gather_objects(rng_state(), world)
+                if world.is_primary():
+                    folder.append_metrics(record)
+                    if writer is not None:
+                        _tensorboard(writer, record)
+                    atomic_torch_save(_checkpoint(cfg, net, optimizer, scheduler, epoch, crop, train_store,
+                                                  identity, states), folder.checkpoint)
+                completed = epoch
+                _log(_epoch_line(record, cfg.epochs), world)
+            # The loops poll the flag only between batches: a stop asked for
+            # after the last one (during the final checkpoint write) ends here,
+            # on every rank alike.
+            signum = max(distributed.all_gather_objects(stop.signum, world))
+            if signum:
+                raise TrainingInterrupted(signum)
+    except TrainingInterrupted as e:
+        e.run_dir = out
+        e.epoch = completed
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
+        if attention is not None:
+            attention.close()
+
+    distributed.barrier(world)
+    if world.is_primary():
+        final = folder.read_metrics()
+        atomic_write_json(folder.done, {
+            "type": DONE_TYPE, "version": 1, "epochs": cfg.epochs, "model": net.variant,
+            "val": final[-1]["val"] if final else None,
+            "best_val_top1": max((m["val"]["top1"] for m in final), default=None),
+            "seconds_this_session": time.perf_counter() - began,
+        })
+        _log(f"finished: {out}", world)
+    return out
+
+
+def _checkpoint(cfg: TrainConfig, net, optimizer, scheduler, epoch: int, crop: int, train_store,
+                store_identity: dict, rng_states: list) -> dict:
+    return {
+        "type": CHECKPOINT_TYPE,
+        "version": CHECKPOINT_VERSION,
+        "model_name": net.variant,
+        "block_order": net.block_order,
+        "num_classes": train_store.num_classes,
+        "input_size": crop,
+        "classes": [[w, n] for w, n in train_store.classes],
+        "store_identity": store_identity,
+        "uses_saliency": bool(net.uses_saliency),
+        "mean_subtract": cfg.mean_subtract,
+        # What mean subtraction removed in training, so evaluation on any split shifts inputs alike.
+        "input_mean": [float(v) for v in train_store.mean],
+        "saliency_mean": float(train_store.saliency_mean or 0.0),
+        "epoch": epoch,
+        "model": net.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_states,
+        "config": to_dict(cfg),
+    }
 
 
 def _check_compatible(ckpt: dict, net, num_classes: int, crop: int, path: Path) -> None:
@@ -434,7 +445,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     threads_before = torch.get_num_threads()
     try:
         with _hold_folders(cfg, world):
-            return _Run(cfg, world, device, resume).execute()
+            return _run(cfg, world, device, resume)
     finally:
         torch.set_num_threads(threads_before)
         distributed.teardown(created)
