@@ -86,10 +86,9 @@ def _family_note(res: StudyResults) -> list[Block]:
 
 # --- sections --------------------------------------------------------------
 
-def _setup(res: StudyResults) -> list[Block]:
+def _setup(res: StudyResults, store_txt: str) -> list[Block]:
     cfg = res.cfg
     out = []
-    store_txt = _store_summary(res.layout)
     n_runs = len(cfg.experiments) * len(cfg.seeds)
     n_done = sum(len(e.runs) for e in res.experiments.values())
     src = cfg.data.source if cfg.data.source is not None else cfg.data.store
@@ -229,28 +228,43 @@ def _num(v) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def _figures(res: StudyResults) -> list[Block]:
-    cfg = res.cfg
-    figs = [(f.name, f.title, f.experiments) for f in cfg.figures]
-    if not figs:
-        figs = [(f"curves_{stage}", title, [e.name for e in cfg.experiments if e.stage == stage])
-                for stage, title in STAGE_TITLES.items() if any(e.stage == stage for e in cfg.experiments)]
-    out = [Block("h2", "Validation curves"),
-           Block("p", "Validation top-1 after every epoch (mean over seeds; the band spans the seeds).")]
-    drawn = 0
-    for name, title, names in figs:
+def _figure_list(cfg: StudyConfig) -> list[tuple[str, str, list[str]]]:
+    """(file stem, title, experiments) of every curve figure: the configured ones, else one per stage."""
+    if cfg.figures:
+        return [(f.name, f.title, f.experiments) for f in cfg.figures]
+    return [(f"curves_{stage}", title, [e.name for e in cfg.experiments if e.stage == stage])
+            for stage, title in STAGE_TITLES.items() if any(e.stage == stage for e in cfg.experiments)]
+
+
+def draw_figures(res: StudyResults) -> dict[str, Path]:
+    """Every PNG of the report, written under DIR/figures/ before any section is
+    built; a figure that has nothing to show is removed if an earlier report drew it.
+    Returns the drawn ones by file stem."""
+    drawn = {}
+    for name, title, names in _figure_list(res.cfg):
         path = res.layout.figures / f"{name}.png"
         if curves(res, names, title, path):
-            out += [Block("h3", title), Block("img", text=title, path=path)]
-            drawn += 1
+            drawn[name] = path
         elif path.exists():
             path.unlink()
-    if not drawn:
+    grid = _example_grid(res)
+    if grid is not None:
+        drawn["examples"] = grid
+    return drawn
+
+
+def _figures(res: StudyResults, drawn: dict[str, Path]) -> list[Block]:
+    out = [Block("h2", "Validation curves"),
+           Block("p", "Validation top-1 after every epoch (mean over seeds; the band spans the seeds).")]
+    shown = [(name, title) for name, title, _ in _figure_list(res.cfg) if name in drawn]
+    for name, title in shown:
+        out += [Block("h3", title), Block("img", text=title, path=drawn[name])]
+    if not shown:
         out.append(Block("p", "No finished run has curves yet."))
     return out
 
 
-def _saliency(res: StudyResults) -> list[Block]:
+def _saliency(res: StudyResults, drawn: dict[str, Path]) -> list[Block]:
     layout = res.layout
     out = [Block("h2", "The saliency model")]
     if layout.saliency.is_file():
@@ -265,10 +279,9 @@ def _saliency(res: StudyResults) -> list[Block]:
                              items=[[r["model"]] + [_metric(r.get(k)) for k in cols] for r in rows]))
     else:
         out.append(Block("p", "No saliency metrics were recorded for this study (set saliency.eval_data)."))
-    grid = _example_grid(res)
-    if grid is not None:
+    if "examples" in drawn:
         out += [Block("p", "Validation images with the maps the classifiers were given."),
-                Block("img", text="images and their saliency maps", path=grid)]
+                Block("img", text="images and their saliency maps", path=drawn["examples"])]
     return out
 
 
@@ -574,15 +587,18 @@ def build_report(root: str | Path, cfg: StudyConfig | None = None) -> Path:
     root = Path(root)
     cfg = cfg if cfg is not None else load_study_config(root)
     res = collect(root, cfg)
+    # Everything read or drawn from outside the run files comes first; the sections only lay it out.
+    store_txt = _store_summary(res.layout)
+    drawn = draw_figures(res)
     blocks = [Block("h1", f"Study report: {cfg.name}"),
               Block("p", "Built by `salclass report` from the files in this study folder only.")]
-    blocks += _setup(res)
+    blocks += _setup(res, store_txt)
     blocks += _results_table(res)
     blocks += _extra_table(res)
     blocks += _class_table(res)
     blocks += _params_table(res.layout)
-    blocks += _figures(res)
-    blocks += _saliency(res)
+    blocks += _figures(res, drawn)
+    blocks += _saliency(res, drawn)
     blocks += conclusions(res)
     blocks += _method(cfg)
     atomic_write_text(res.layout.report_md, to_markdown(blocks, root))
