@@ -54,6 +54,8 @@ def test_train_writes_a_run_and_resumes_to_the_same_weights(tmp_path):
     part = train(_cfg(data, tmp_path / "part", "epochs=1"))
     with pytest.raises(UserError, match="already holds a run"):
         train(_cfg(data, part, "epochs=2"))
+    with pytest.raises(UserError, match="other settings .lr: 0.002 in the run, 0.001 now"):
+        train(_cfg(data, part, "epochs=2", "lr=0.001"), resume=True)  # another schedule is another run
     train(_cfg(data, part, "epochs=2"), resume=True)
     a = torch.load(full / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(part / "checkpoint.pt", weights_only=True)["model"]

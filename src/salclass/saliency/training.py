@@ -33,7 +33,7 @@ from salclass.saliency.datasets import FixationDataset, ReadOptions, open_fixati
 from salclass.saliency.models import create, model_checkpoint
 from salclass.saliency.models.base import SaliencyModel, to_input
 from salclass.settings import load_settings, save_settings, to_dict
-from salclass.training.run_folder import DONE_TYPE, RunFolder
+from salclass.training.run_folder import DONE_TYPE, RunFolder, settings_difference
 
 RUN_CHECKPOINT_TYPE = "salclass.saliency_run"
 RUN_CHECKPOINT_VERSION = 2  # 2: `epoch` is the number of completed epochs (1 stored it minus one)
@@ -257,6 +257,11 @@ def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
         if state["architecture"] != cfg.model or state["settings"] != model.settings():
             raise UserError(f"{ckpt_path}: was trained as '{state['architecture']}' {state['settings']}, "
                             f"the config asks for '{cfg.model}' {model.settings()}")
+        # The run folder's one rule: anything but how fast, how long and where must match, the
+        # schedule (lr, warm-up, batch size) included.
+        diff = settings_difference(state["config"], to_dict(cfg))
+        if diff:
+            raise UserError(f"{out}: holds a run with other settings ({diff}); use another --out")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
