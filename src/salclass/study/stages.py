@@ -101,8 +101,8 @@ def record_saliency_metrics(cfg: StudyConfig, layout: StudyLayout, say: Say) -> 
 
 
 # Settings that change only how fast or where a run computes (see salclass.training.config).
-_RUNTIME = {"device", "amp", "channels_last", "compile", "sync_bn", "workers", "threads", "progress", "tensorboard",
-            "out"}
+_RUNTIME = {"device", "precision", "amp", "channels_last", "compile", "sync_bn", "workers", "threads", "progress",
+            "tensorboard", "out"}
 
 
 def _comparable(d: dict) -> dict:

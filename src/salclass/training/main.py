@@ -13,6 +13,7 @@ momentum, the learning-rate schedule and every RNG state at an epoch boundary.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -27,14 +28,16 @@ from tqdm import tqdm
 
 from salclass.errors import UserError
 from salclass.io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json
+from salclass.precision import Precision, resolve_precision
 from salclass.settings import load_settings, save_settings, to_dict
 from salclass.training import distributed
 from salclass.training.checkpoint import (CHECKPOINT_NAME, CHECKPOINT_TYPE, CHECKPOINT_VERSION, block_order_of,
-                                          load_classifier, rng_state, set_rng_state)
+                                          load_classifier, rng_state, set_rng_state, trained_precision)
 from salclass.training.config import RUNTIME_FIELDS, TrainConfig
 from salclass.training.distributed import World
 from salclass.training.engine import (AttentionLoss, NonFiniteLoss, Runtime, StopFlag, TrainingInterrupted,
                                       evaluate, train_one_epoch)
+from salclass.training.layout import cpu_channels_last
 from salclass.training.optim import sgd
 
 CONFIG_NAME = "config.yaml"
@@ -178,6 +181,18 @@ class _Run:
                             "pass --resume to continue it, or choose another out folder")
         return done, ckpt
 
+    def _precision(self, ckpt: dict | None) -> Precision:
+        """A new run's precision from the config; a resumed run's from its
+        checkpoint, which an explicit other setting may not change."""
+        say = lambda msg: _log(msg, self.world)  # noqa: E731
+        if ckpt is None:
+            return resolve_precision(self.cfg.precision, self.device, say=say)
+        trained = trained_precision(ckpt, self.device)
+        if self.cfg.precision not in ("auto", trained):
+            raise UserError(f"precision: the run in {self.out} was trained in {trained}; resume it with precision "
+                            f"{trained} or auto (a run mixing precisions would match neither)")
+        return resolve_precision(trained, self.device, say=say)
+
     # --- building ---------------------------------------------------------------
 
     def _open_stores(self):
@@ -260,7 +275,9 @@ class _Run:
         if on_cuda:
             # Fixed input shapes: let cuDNN pick its fastest kernels once.
             torch.backends.cudnn.benchmark = True
-        fmt = torch.channels_last if (on_cuda and cfg.channels_last) else torch.contiguous_format
+        precision = self._precision(ckpt)
+        channels_last = cfg.channels_last if on_cuda else cpu_channels_last(net.variant, precision)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
         net = net.to(self.device, memory_format=fmt)
         model = net
         if world.distributed:
@@ -271,8 +288,7 @@ class _Run:
                 model, device_ids=[self.device.index] if on_cuda else None)
         if cfg.compile:
             model = torch.compile(model)
-        rt = Runtime(self.device, world, torch.bfloat16 if (on_cuda and cfg.amp) else None,
-                     channels_last=fmt is torch.channels_last, progress=cfg.progress,
+        rt = Runtime(self.device, world, precision, channels_last=channels_last, progress=cfg.progress,
                      check_every=25 if on_cuda else 1)
 
         optimizer = sgd(net, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.decay_on)
@@ -309,7 +325,8 @@ class _Run:
         writer = None
         if world.is_primary():
             out.mkdir(parents=True, exist_ok=True)
-            save_settings(cfg, out / CONFIG_NAME)
+            # The precision used, not `auto`: the folder says what the run computed in.
+            save_settings(dataclasses.replace(cfg, precision=precision), out / CONFIG_NAME)
             kept = [m for m in _read_metrics(out / METRICS_NAME) if m.get("epoch", 0) <= start_epoch]
             atomic_write_text(out / METRICS_NAME, "".join(json.dumps(m) + "\n" for m in kept))
             if done is not None:
@@ -324,7 +341,7 @@ class _Run:
         where = f"{self.device.type}" + (f" x{world.world_size} processes" if world.distributed else "")
         _log(f"training {net.variant} on {cfg.store} ({train_store.count} train / {val_store.count} val images, "
              f"{num_classes} classes, crop {crop}) for epochs {start_epoch + 1}..{cfg.epochs} on {where} "
-             f"({threads} threads) -> {out}", world)
+             f"({threads} threads, {precision}{', channels-last' if channels_last else ''}) -> {out}", world)
 
         stop = StopFlag()
         began = time.perf_counter()
@@ -357,7 +374,8 @@ class _Run:
                         if writer is not None:
                             _tensorboard(writer, record)
                         atomic_torch_save(self._checkpoint(net, optimizer, scheduler, epoch, num_classes, crop,
-                                                           train_store, identity, states), out / CHECKPOINT_NAME)
+                                                           train_store, identity, states, precision),
+                                          out / CHECKPOINT_NAME)
                     completed = epoch
                     _log(_epoch_line(record, cfg.epochs), world)
         except TrainingInterrupted as e:
@@ -374,7 +392,7 @@ class _Run:
         if world.is_primary():
             final = _read_metrics(out / METRICS_NAME)
             atomic_write_json(out / DONE_NAME, {
-                "type": DONE_TYPE, "version": 1, "epochs": cfg.epochs, "model": net.variant,
+                "type": DONE_TYPE, "version": 1, "epochs": cfg.epochs, "model": net.variant, "precision": precision,
                 "val": final[-1]["val"] if final else None,
                 "best_val_top1": max((m["val"]["top1"] for m in final), default=None),
                 "seconds_this_session": time.perf_counter() - began,
@@ -383,7 +401,7 @@ class _Run:
         return out
 
     def _checkpoint(self, net, optimizer, scheduler, epoch: int, num_classes: int, crop: int, train_store,
-                    store_identity: dict, rng_states: list) -> dict:
+                    store_identity: dict, rng_states: list, precision: Precision) -> dict:
         return {
             "type": CHECKPOINT_TYPE,
             "version": CHECKPOINT_VERSION,
@@ -399,12 +417,14 @@ class _Run:
             "input_mean": [float(v) for v in train_store.mean],
             "saliency_mean": float(train_store.saliency_mean or 0.0),
             "epoch": epoch,
+            # Autocast leaves the weights float32; this says how they were computed.
+            "precision": precision,
             "model": net.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": {},  # bf16 autocast needs no loss scaling; kept for the checkpoint's fixed layout
             "rng": rng_states,
-            "config": to_dict(self.cfg),
+            "config": to_dict(dataclasses.replace(self.cfg, precision=precision)),
         }
 
 
