@@ -16,8 +16,19 @@ from salclass.training import TrainConfig, read_metrics, train
 from salclass.training.checkpoint import load_classifier
 
 CPU = torch.device("cpu")
-# bf16 runs of these tests: small inputs, since a CPU without bf16 instructions emulates it slowly.
-BF16_SMALL = {"crop": 112, "epochs": 2, "milestones": [2]}
+# bf16 runs of these tests: few small images (`micro_store`), since a CPU
+# without bf16 instructions emulates it about ten times slower than fp32.
+BF16_SMALL = {"crop": 112, "batch_size": 6, "epochs": 2, "milestones": [2]}
+
+
+@pytest.fixture(scope="module")
+def micro_store(tmp_path_factory, tiny_source) -> Path:
+    """4 images per class and split of `tiny_source` at S=120: two batches of 6 an epoch."""
+    from salclass.data.prepare import prepare
+
+    root = tmp_path_factory.mktemp("micro_store") / "store"
+    prepare(tiny_source, root, 120, seed=0, workers=1, limit_per_class=4, progress=False)
+    return root
 
 
 def _resolve(setting: str, native: bool) -> tuple[str, list[str]]:
@@ -81,17 +92,17 @@ def _recorded(out: Path) -> tuple[str, str, str]:
     return config, load_classifier(out)["precision"], load_classifier(out)["config"]["precision"]
 
 
-def test_auto_run_records_bf16_and_resumes_in_it(tmp_path: Path, tiny_store: Path, small_config, monkeypatch):
+def test_auto_run_records_bf16_and_resumes_in_it(tmp_path: Path, micro_store: Path, small_config, monkeypatch):
     out = tmp_path / "auto"
     monkeypatch.setattr(prec, "device_has_native_bf16", lambda device: True)
-    train(small_config(tiny_store, out, **{**BF16_SMALL, "epochs": 1}))
+    train(small_config(micro_store, out, **{**BF16_SMALL, "epochs": 1}))
     assert _recorded(out) == ("bf16", "bf16", "bf16")
 
     # Resumed where bf16 is not native: `auto` keeps the run's bf16 instead of falling back.
     monkeypatch.setattr(prec, "device_has_native_bf16", lambda device: False)
     with pytest.raises(UserError, match="trained in bf16"):
-        train(small_config(tiny_store, out, **BF16_SMALL, precision="fp32"), resume=True)
-    train(small_config(tiny_store, out, **BF16_SMALL), resume=True)
+        train(small_config(micro_store, out, **BF16_SMALL, precision="fp32"), resume=True)
+    train(small_config(micro_store, out, **BF16_SMALL), resume=True)
     assert _recorded(out) == ("bf16", "bf16", "bf16")
     assert [m["epoch"] for m in read_metrics(out)] == [1, 2]
 
@@ -104,11 +115,11 @@ def test_auto_run_without_bf16_records_fp32(tmp_path: Path, tiny_store: Path, sm
     assert "no native bfloat16" in capsys.readouterr().err
 
 
-def test_bf16_resume_is_bit_exact(tmp_path: Path, tiny_store: Path, small_config):
-    whole = train(small_config(tiny_store, tmp_path / "whole", **BF16_SMALL, precision="bf16"))
+def test_bf16_resume_is_bit_exact(tmp_path: Path, micro_store: Path, small_config):
+    whole = train(small_config(micro_store, tmp_path / "whole", **BF16_SMALL, precision="bf16"))
     part = tmp_path / "part"
-    train(small_config(tiny_store, part, **{**BF16_SMALL, "epochs": 1}, precision="bf16"))
-    train(small_config(tiny_store, part, **BF16_SMALL, precision="bf16"), resume=True)
+    train(small_config(micro_store, part, **{**BF16_SMALL, "epochs": 1}, precision="bf16"))
+    train(small_config(micro_store, part, **BF16_SMALL, precision="bf16"), resume=True)
 
     keys = ("loss", "top1", "top5", "images")
     for a, b in zip(read_metrics(part), read_metrics(whole), strict=True):
@@ -122,5 +133,5 @@ def test_bf16_resume_is_bit_exact(tmp_path: Path, tiny_store: Path, small_config
     assert all(v.dtype == torch.float32 for v in b["model"].values() if v.is_floating_point())
     assert all(s["momentum_buffer"].dtype == torch.float32 for s in b["optimizer"]["state"].values())
     # bf16 changed the arithmetic: an fp32 run of the same settings ends elsewhere.
-    fp32 = load_classifier(train(small_config(tiny_store, tmp_path / "fp32", **BF16_SMALL, precision="fp32")))
+    fp32 = load_classifier(train(small_config(micro_store, tmp_path / "fp32", **BF16_SMALL, precision="fp32")))
     assert any(not torch.equal(fp32["model"][k], v) for k, v in b["model"].items() if v.is_floating_point())

@@ -9,10 +9,16 @@ RUN holds `config.yaml` (resolved settings), `metrics.jsonl` (one line per
 epoch), `checkpoint.pt` (the latest epoch with optimizer, scheduler and RNG
 state, written atomically, for --resume), `best.pt` (the model of the epoch
 with the best validation score, loadable by `load_predictor`) and `done.json`.
+
+`precision` works as in classifier training (salclass.precision): bf16
+autocast around the network where the CPU has native bf16, float32 weights,
+optimizer state and loss; config.yaml and the checkpoint record the precision
+used, and a resumed run keeps it. best.pt holds float32 weights either way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -28,12 +34,14 @@ from tqdm import tqdm
 
 from salclass.errors import UserError
 from salclass.io import atomic_torch_save, atomic_write_json, load_checkpoint
+from salclass.precision import PrecisionSetting, autocast, resolve_precision
 from salclass.saliency.datasets import FixationDataset, open_fixation_data
 from salclass.saliency.models import CHECKPOINT_TYPE, create, model_checkpoint
 from salclass.saliency.models.base import SaliencyModel, to_input
 from salclass.settings import load_settings, save_settings, to_dict
 
 RUN_CHECKPOINT_TYPE = "salclass.saliency_run"
+CPU = torch.device("cpu")  # saliency training runs on the CPU
 
 
 @dataclass
@@ -68,6 +76,7 @@ class SaliencyTrainConfig:
     threads: int = 1   # on a shared 2-core machine one thread is faster than two fighting for it
     select_by: Literal["loss", "nss", "cc", "auc_judd"] = "nss"
     augment: Augment = field(default_factory=Augment)
+    precision: PrecisionSetting = "auto"
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -164,7 +173,7 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _validate(model: SaliencyModel, split: _Split, truth: _Truth, batch_size: int) -> dict:
+def _validate(model: SaliencyModel, split: _Split, truth: _Truth, batch_size: int, precision: str) -> dict:
     from salclass.saliency import metrics
 
     model.eval()
@@ -173,10 +182,12 @@ def _validate(model: SaliencyModel, split: _Split, truth: _Truth, batch_size: in
         for start in range(0, len(truth.density), batch_size):
             imgs = split.images[start:start + batch_size]
             x = imgs.permute(0, 3, 1, 2).float().div_(255.0)
-            out = model(x)
+            with autocast(CPU, precision):
+                out = model(x)
+                maps = model.raw(x)
             target = _target(split.density[start:start + batch_size], model.target_size(*x.shape[-2:]))
-            losses.append(float(model.loss(out, target)) * len(x))
-            maps = model.raw(x).unsqueeze(1)
+            losses.append(float(model.loss(out.float(), target)) * len(x))
+            maps = maps.float().unsqueeze(1)
             for j in range(len(x)):
                 gt = truth.density[start + j]
                 m = F.interpolate(maps[j:j + 1], size=gt.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
@@ -206,6 +217,7 @@ def train(cfg: SaliencyTrainConfig, resume: bool = False) -> Path:
         raise UserError(f"{out}: already holds a run (use --resume to continue it, or another --out)")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    precision = _precision(cfg, ckpt_path if resume else None)
 
     model = create(cfg.model, **cfg.model_settings)
     if not model.trainable:
@@ -219,6 +231,7 @@ def train(cfg: SaliencyTrainConfig, resume: bool = False) -> Path:
     target_size = model.target_size(*size)
 
     out.mkdir(parents=True, exist_ok=True)
+    cfg = dataclasses.replace(cfg, precision=precision)  # the run records what it used, not `auto`
     save_settings(cfg, out / "config.yaml")
     train_split = _preload(train_ds, size, "train")
     val_split = _preload(val_ds, size, "val")
@@ -255,7 +268,9 @@ def train(cfg: SaliencyTrainConfig, resume: bool = False) -> Path:
             idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             x = train_split.images[idx].permute(0, 3, 1, 2).float().div_(255.0)
             x, dens = _augment(x, train_split.density[idx], cfg.augment, gen)
-            loss = model.loss(model(x), _target(dens, target_size))
+            with autocast(CPU, precision):
+                output = model(x)
+            loss = model.loss(output.float(), _target(dens, target_size))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -263,7 +278,7 @@ def train(cfg: SaliencyTrainConfig, resume: bool = False) -> Path:
             total_loss += loss.item() * len(idx)
             bar.set_postfix(loss=f"{loss.item():.4f}")
         train_seconds = time.time() - t0
-        val = _validate(model, val_split, val_truth, cfg.batch_size)
+        val = _validate(model, val_split, val_truth, cfg.batch_size, precision)
         record = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
                   "train": {"loss": total_loss / len(train_ds), "seconds": round(train_seconds, 2)},
                   "val": val, "seconds": round(time.time() - t0, 2)}
@@ -275,7 +290,7 @@ def train(cfg: SaliencyTrainConfig, resume: bool = False) -> Path:
         atomic_torch_save({
             "type": RUN_CHECKPOINT_TYPE, "version": 1, "architecture": cfg.model, "settings": model.settings(),
             "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "rng": _rng_state(gen), "epoch": epoch, "best": best, "config": to_dict(cfg),
+            "rng": _rng_state(gen), "epoch": epoch, "best": best, "config": to_dict(cfg), "precision": precision,
         }, ckpt_path)
         with open(out / "metrics.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
@@ -284,6 +299,18 @@ def train(cfg: SaliencyTrainConfig, resume: bool = False) -> Path:
                    f"({record['seconds']:.0f} s)")
     atomic_write_json(out / "done.json", {"epochs": cfg.epochs, "best": best})
     return out
+
+
+def _precision(cfg: SaliencyTrainConfig, resumed: Path | None) -> str:
+    """A new run's precision from the config; a resumed run's from its checkpoint
+    (runs from before `precision` trained in fp32)."""
+    say = lambda m: tqdm.write(m)  # noqa: E731
+    if resumed is None:
+        return resolve_precision(cfg.precision, CPU, say=say)
+    trained = load_checkpoint(resumed, RUN_CHECKPOINT_TYPE).get("precision", "fp32")
+    if cfg.precision not in ("auto", trained):
+        raise UserError(f"precision: {resumed} was trained in {trained}; resume it with precision {trained} or auto")
+    return resolve_precision(trained, CPU, say=say)
 
 
 def _truncate_metrics(path: Path, epochs_kept: int) -> None:
