@@ -263,7 +263,7 @@ def eval_cli(data: str, split: str = "test", models: list[str] | None = None, as
              limit: int | None = None, precisions: list[str] | None = None) -> int:
     from salclass.saliency.predict import cpu_precision
 
-    used = [cpu_precision(p) for p in precisions or ["auto"]]
+    used = [cpu_precision(p, quiet=True) for p in precisions or ["auto"]]  # bf16 rows are named so
     table = evaluate_models(data, split, list(models or []), limit=limit, precisions=used)
     if as_json:
         print(json.dumps(table.to_json(), indent=2))

@@ -15,6 +15,7 @@ complete maps of the same model in either precision are kept.
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -49,9 +50,16 @@ def same_model(a: str | None, b: str) -> bool:
     return a is not None and a.removesuffix(BF16_SUFFIX) == b.removesuffix(BF16_SUFFIX)
 
 
-def cpu_precision(setting: str) -> str:
-    """The precision saliency prediction runs in for `setting` (it runs on the CPU)."""
-    return resolve_precision(setting, torch.device("cpu"), say=lambda m: tqdm.write(m))
+def cpu_precision(setting: str, quiet: bool = False) -> str:
+    """The precision saliency prediction runs in for `setting` (it runs on the CPU);
+    `quiet` drops the fallback note where the output names the precision anyway."""
+    say = (lambda m: None) if quiet else (lambda m: tqdm.write(m, file=sys.stderr))
+    return resolve_precision(setting, torch.device("cpu"), say=say)
+
+
+def _precision_for(net, setting: str) -> str:
+    # Weight-free models compute in float32 (mostly numpy) whatever the setting.
+    return cpu_precision(setting) if any(True for _ in net.parameters()) else "fp32"
 
 
 def _identity(name_or_ckpt: str | Path) -> str:
@@ -99,9 +107,9 @@ def predict_into_store(split_dir: str | Path, model: str | Path | Predictor = "d
     if isinstance(model, Predictor):
         predictor, identity = model, model.name
     else:
-        used = cpu_precision(precision)
-        identity = model_identity(model, used)
         net, _ = load_model(model)
+        used = _precision_for(net, precision)
+        identity = model_identity(model, used)
         predictor = Predictor(net, model_identity(model), batch_size=batch_size, precision=used)
     t0 = time.time()
     if store.has_saliency and not overwrite and same_model(store.saliency_model, identity):
@@ -133,7 +141,7 @@ def to_uint8(maps: np.ndarray) -> np.ndarray:
 def predict_cli(store: str, model: str = "default", batch_size: int = 64, overwrite: bool = False,
                 precision: str = "auto") -> int:
     dirs = split_dirs(store)
-    precision = cpu_precision(precision)  # once, so a fallback notice is printed once
+    precision = _precision_for(load_model(model)[0], precision)  # once, so a fallback note is printed once
     for d in dirs:
         r = predict_into_store(d, model=model, batch_size=batch_size, overwrite=overwrite, precision=precision)
         if r["computed"] == 0:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -304,7 +305,7 @@ def train(cfg: SaliencyTrainConfig, resume: bool = False) -> Path:
 def _precision(cfg: SaliencyTrainConfig, resumed: Path | None) -> str:
     """A new run's precision from the config; a resumed run's from its checkpoint
     (runs from before `precision` trained in fp32)."""
-    say = lambda m: tqdm.write(m)  # noqa: E731
+    say = lambda m: tqdm.write(m, file=sys.stderr)  # noqa: E731
     if resumed is None:
         return resolve_precision(cfg.precision, CPU, say=say)
     trained = load_checkpoint(resumed, RUN_CHECKPOINT_TYPE).get("precision", "fp32")

@@ -13,8 +13,15 @@ from __future__ import annotations
 # (variant, precision) -> channels-last is faster; pairs not measured use NCHW,
 # PyTorch's default and what every CPU run used before this table.
 CPU_CHANNELS_LAST: dict[tuple[str, str], bool] = {
-    # bf16 on a CPU with AVX512-BF16 (issue 13's measurement; this project's VM
-    # later hid AVX-512, so it could not be repeated: docs/training.md).
+    # fp32, this project's 2-core VM, 2026-11-29 (channels-last / NCHW bare-step
+    # rate): RGB 1.01 (a tie, kept NCHW), RGBS 1.22, FanIn1 1.29, FanIn3 1.34.
+    ("RGB", "fp32"): False,
+    ("RGBS", "fp32"): True,
+    ("FanIn1", "fp32"): True,
+    ("FanIn3", "fp32"): True,
+    # bf16 on a CPU with AVX512-BF16 (issue 13's measurement: RGB 433 img/s NCHW
+    # against 63 channels-last, FanIn3 184 channels-last against 68 NCHW). The
+    # VM hid AVX-512 on 2026-11-29, so it could not be repeated there.
     ("RGB", "bf16"): False,
     ("FanIn3", "bf16"): True,
 }
