@@ -13,8 +13,9 @@ from __future__ import annotations
 # (variant, precision) -> channels-last is faster; pairs not measured use NCHW,
 # PyTorch's default and what every CPU run used before this table.
 CPU_CHANNELS_LAST: dict[tuple[str, str], bool] = {
-    # fp32, this project's 2-core VM, 2026-11-29 (channels-last / NCHW bare-step
-    # rate): RGB 1.01 (a tie, kept NCHW), RGBS 1.22, FanIn1 1.29, FanIn3 1.34.
+    # fp32, this project's 2-core VM, 2026-11-29, two runs (channels-last / NCHW
+    # bare-step rate): RGB 1.01 and 1.10 (kept NCHW), RGBS 1.22 and 1.17,
+    # FanIn1 1.29 and 1.30, FanIn3 1.34 and 1.16.
     ("RGB", "fp32"): False,
     ("RGBS", "fp32"): True,
     ("FanIn1", "fp32"): True,
