@@ -1,4 +1,4 @@
-"""The training-speed table of benchmarks/train_speed.py on one CUDA GPU, in a few minutes.
+"""The training-speed table of benchmarks/train_speed.py (fp32 and bf16) on one CUDA GPU, in a few minutes.
 
 Run from the repository root on the GPU machine, no install needed:
 

@@ -1,9 +1,12 @@
-"""Benchmark: does the input pipeline cost anything, and how close to the machine's limit does training run?
+"""Benchmark: does the input pipeline cost anything, how close to the machine's limit does training run, and
+what does bf16 gain over fp32?
 
     .venv/bin/python benchmarks/train_speed.py                 # CPU, real Imagenette images
     python3 benchmarks/gpu_train_speed.py                      # one CUDA GPU (see that file)
 
-For RGB, RGBS, FanIn1 and FanIn3 at crop 128 (a 144 store) and batches of 128 it prints:
+For RGB, RGBS, FanIn1 and FanIn3 at crop 128 (a 144 store) and batches of 128,
+in fp32 and in bf16 autocast (--precisions; each precision with the memory
+layout salclass.training.layout picks for the network), it prints:
 - bare step: images/s of the training step (forward, cross-entropy, backward,
   SGD) on one batch already in memory on the device;
 - full training: images/s of `salclass.training.engine.train_one_epoch`, the
@@ -15,12 +18,17 @@ For RGB, RGBS, FanIn1 and FanIn3 at crop 128 (a 144 store) and batches of 128 it
   both parts see the same load);
 - the FLOPs of one training step (counted by torch.utils.flop_counter), the
   FLOP/s the bare step achieves, and the same as a share of this machine's
-  measured matrix-multiply FLOP/s (the practical peak);
+  measured fp32 and bf16 matrix-multiply FLOP/s (the practical limits; bf16's
+  is the limit of both, where the machine multiplies bf16 natively);
+- bf16 full training / fp32 full training: the two precisions' rounds
+  alternate (fp32, bf16, fp32, ...), so a shared machine's load hits both alike;
 - validation images/s (forward only) and, from these, an estimate of the time
   of the thesis's 128px protocol on full Imagenette (90 epochs of 9,469 train
   and 3,925 validation images).
 
 Each number is the best of --rounds rounds (the machine may be shared).
+`--json FILE` writes {"variants": {name: {"fp32_img_s", "bf16_img_s", ...}}, ...}
+with full-training images/s (loader included) per precision.
 `--ab-workers 0,1` instead alternates full-training epochs between loaders
 with 0 and 1 loader threads and prints each round.
 The store is prepared from --src (a few hundred images per class) unless
@@ -47,9 +55,11 @@ import torch.nn.functional as F
 from salclass.data import SaliencyMapWriter, Store, StoreLoader
 from salclass.data.prepare import prepare
 from salclass.models import create
+from salclass.precision import device_has_native_bf16
 from salclass.training.distributed import World
 from salclass.training.engine import Runtime, evaluate, train_one_epoch
 from salclass.training.config import THESIS_WEIGHT_DECAY
+from salclass.training.layout import cpu_channels_last
 from salclass.training.main import default_workers
 from salclass.training.optim import sgd
 
@@ -154,52 +164,80 @@ class TimedLoader:
             yield batch
 
 
-def bench_variant(name: str, store_root: Path, rt: Runtime, batch: int, steps: int, rounds: int, workers: int,
-                  compile_model: bool) -> dict:
-    train_store, val_store = Store.open(store_root / "train"), Store.open(store_root / "val")
-    torch.manual_seed(0)
-    net = create(name, train_store.num_classes, input_size=128)
-    fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
-    net = net.to(rt.device, memory_format=fmt)
-    model = torch.compile(net) if compile_model else net
-    opt = sgd(net, lr=0.01, momentum=0.9, weight_decay=THESIS_WEIGHT_DECAY, decay_on="kernels")
-    uses = net.uses_saliency
-    train_loader = StoreLoader(train_store, batch, True, crop=128, with_saliency=uses, device=str(rt.device),
-                               workers=workers)
-    val_loader = StoreLoader(val_store, batch, False, crop=128, with_saliency=uses, device=str(rt.device),
-                             workers=workers)
-    # The bare step's batch: real pixels, already cropped, resident on the device.
-    train_loader.set_epoch(0)
-    image, sal, label = rt.inputs(next(iter(train_loader)))
-    flops = step_flops(net, opt, image, sal, label, rt) / image.shape[0]
-    model.train()
-    for _ in range(3):
-        _step(model, opt, image, sal, label, rt)
-    _sync(rt.device)
+def _runtime(device: torch.device, variant: str, precision: str) -> Runtime:
+    on_cuda = device.type == "cuda"
+    channels_last = on_cuda or cpu_channels_last(variant, precision)
+    return Runtime(device, World(), precision, channels_last=channels_last, progress=False,
+                   check_every=25 if on_cuda else 1)
 
-    bare, full, val, waited = 0.0, 0.0, 0.0, []
-    for r in range(rounds):
+
+class _Setup:
+    """One precision's model, optimizer, loaders and resident batch for a variant."""
+
+    def __init__(self, name: str, store_root: Path, rt: Runtime, batch: int, workers: int, compile_model: bool):
+        train_store, val_store = Store.open(store_root / "train"), Store.open(store_root / "val")
+        torch.manual_seed(0)
+        net = create(name, train_store.num_classes, input_size=128)
+        fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
+        self.net = net.to(rt.device, memory_format=fmt)
+        self.model = torch.compile(net) if compile_model else net
+        self.opt = sgd(net, lr=0.01, momentum=0.9, weight_decay=THESIS_WEIGHT_DECAY, decay_on="kernels")
+        self.rt = rt
+        uses = net.uses_saliency
+        self.train_loader = StoreLoader(train_store, batch, True, crop=128, with_saliency=uses,
+                                        device=str(rt.device), workers=workers)
+        self.val_loader = StoreLoader(val_store, batch, False, crop=128, with_saliency=uses, device=str(rt.device),
+                                      workers=workers)
+        # The bare step's batch: real pixels, already cropped, resident on the device.
+        self.train_loader.set_epoch(0)
+        self.image, self.sal, self.label = rt.inputs(next(iter(self.train_loader)))
+        self.bare, self.full, self.val, self.waited = 0.0, 0.0, 0.0, []
+
+    def step(self) -> None:
+        _step(self.model, self.opt, self.image, self.sal, self.label, self.rt)
+
+    def round(self, r: int, rounds: int, steps: int) -> None:
         t0 = time.perf_counter()
         for _ in range(steps):
-            _step(model, opt, image, sal, label, rt)
-        _sync(rt.device)
-        bare = max(bare, steps * image.shape[0] / (time.perf_counter() - t0))
-        train_loader.set_epoch(r + 1)
-        timed = TimedLoader(train_loader)
-        stats = train_one_epoch(model, timed, opt, rt, epoch=r + 1, epochs=rounds)
-        full = max(full, stats["images_per_s"])
-        waited.append(timed.waited / stats["seconds"])
-        v, _ = evaluate(model, val_loader, rt)
-        val = max(val, v["images_per_s"])
-    return {
-        "variant": name, "params": sum(p.numel() for p in net.parameters()),
-        "step_gflop_per_image": flops / 1e9,
-        "bare_images_per_s": bare, "full_images_per_s": full, "ratio": full / bare,
-        "loader_wait_share": float(np.median(waited)),
-        "achieved_flops": flops * bare, "val_images_per_s": val,
-        "train_images_per_epoch": len(train_loader) * batch,
-        "thesis128_hours": THESIS_EPOCHS * (THESIS_TRAIN / full + THESIS_VAL / val) / 3600,
-    }
+            self.step()
+        _sync(self.rt.device)
+        self.bare = max(self.bare, steps * self.image.shape[0] / (time.perf_counter() - t0))
+        self.train_loader.set_epoch(r + 1)
+        timed = TimedLoader(self.train_loader)
+        stats = train_one_epoch(self.model, timed, self.opt, self.rt, epoch=r + 1, epochs=rounds)
+        self.full = max(self.full, stats["images_per_s"])
+        self.waited.append(timed.waited / stats["seconds"])
+        v, _ = evaluate(self.model, self.val_loader, self.rt)
+        self.val = max(self.val, v["images_per_s"])
+
+
+def bench_variant(name: str, store_root: Path, device: torch.device, precisions: list[str], batch: int, steps: int,
+                  rounds: int, workers: int, compile_model: bool) -> dict:
+    setups = {p: _Setup(name, store_root, _runtime(device, name, p), batch, workers, compile_model)
+              for p in precisions}
+    first = setups[precisions[0]]
+    # FLOPs do not depend on the precision; counted once, in fp32 arithmetic.
+    flops = step_flops(first.net, first.opt, first.image, first.sal, first.label,
+                       _runtime(device, name, "fp32")) / first.image.shape[0]
+    for s in setups.values():
+        s.net.train()
+        for _ in range(3):
+            s.step()
+    _sync(device)
+    for r in range(rounds):
+        for p in precisions:  # interleaved: fp32, bf16, fp32, bf16, ...
+            setups[p].round(r, rounds, steps)
+    out = {"variant": name, "params": sum(p.numel() for p in first.net.parameters()),
+           "step_gflop_per_image": flops / 1e9, "train_images_per_epoch": len(first.train_loader) * batch}
+    for p, s in setups.items():
+        out[p] = {
+            "channels_last": s.rt.channels_last,
+            "bare_images_per_s": s.bare, "full_images_per_s": s.full, "ratio": s.full / s.bare,
+            "loader_wait_share": float(np.median(s.waited)),
+            "achieved_flops": flops * s.bare, "val_images_per_s": s.val,
+            "thesis128_hours": THESIS_EPOCHS * (THESIS_TRAIN / s.full + THESIS_VAL / s.val) / 3600,
+        }
+    return out
 
 
 def results_epoch(store_root: Path, batch: int) -> int:
@@ -241,19 +279,27 @@ def machine(device: torch.device) -> str:
     return f"{model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
-def table(results: list[dict], peak: float, peak_label: str) -> str:
-    head = ("| variant | params | GFLOP/img (train step) | bare step img/s | full training img/s | full/bare | "
-            "time waiting for the loader | "
-            f"bare step GFLOP/s | % of {peak_label} | val img/s | est. thesis-128 protocol |")
-    rows = [head, "|" + " --- |" * 11]
+def _hours(h: float) -> str:
+    return f"{h:.1f} h" if h >= 1 else f"{h * 60:.0f} min"
+
+
+def table(results: list[dict], precisions: list[str], limits: dict[str, float]) -> str:
+    """One row per variant and precision; the last columns compare with fp32 and the limits."""
+    head = ("| variant | precision | layout | params | GFLOP/img (train step) | bare step img/s | full training img/s | "
+            "full / fp32 full | full/bare | time waiting for the loader | bare step GFLOP/s | "
+            + " | ".join(f"% of {p} matmul" for p in limits) + " | val img/s | est. thesis-128 protocol |")
+    rows = [head, "|" + " --- |" * (13 + len(limits))]
     for r in results:
-        hours = r["thesis128_hours"]
-        est = f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
-        rows.append(f"| {r['variant']} | {r['params'] / 1e6:.1f} M | {r['step_gflop_per_image']:.3f} | "
-                    f"{r['bare_images_per_s']:.0f} | {r['full_images_per_s']:.0f} | {r['ratio']:.2f} | "
-                    f"{100 * r['loader_wait_share']:.1f}% | "
-                    f"{r['achieved_flops'] / 1e9:.0f} | {100 * r['achieved_flops'] / peak:.0f}% | "
-                    f"{r['val_images_per_s']:.0f} | {est} |")
+        base = r.get("fp32", {}).get("full_images_per_s")
+        for p in precisions:
+            m = r[p]
+            speedup = f"{m['full_images_per_s'] / base:.2f}x" if base else "-"
+            shares = " | ".join(f"{100 * m['achieved_flops'] / lim:.0f}%" for lim in limits.values())
+            rows.append(f"| {r['variant']} | {p} | {'channels-last' if m['channels_last'] else 'NCHW'} | "
+                        f"{r['params'] / 1e6:.1f} M | {r['step_gflop_per_image']:.3f} | "
+                        f"{m['bare_images_per_s']:.0f} | {m['full_images_per_s']:.0f} | {speedup} | {m['ratio']:.2f} | "
+                        f"{100 * m['loader_wait_share']:.1f}% | {m['achieved_flops'] / 1e9:.0f} | {shares} | "
+                        f"{m['val_images_per_s']:.0f} | {_hours(m['thesis128_hours'])} |")
     return "\n".join(rows)
 
 
@@ -271,10 +317,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None, help="loader workers (default: as `salclass train`)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--precisions", default=None,
+                    help="measured side by side, rounds alternating (default fp32,bf16; fp32 alone where bf16 "
+                         "is emulated, which is ~25x slower)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model")
-    ap.add_argument("--matmul-n", type=int, default=None, help="matrix size for the peak (default 2048 CPU, 8192 CUDA)")
+    ap.add_argument("--matmul-n", type=int, default=None,
+                    help="matrix size for the limits (default 2048 CPU, 8192 CUDA; 512 for bf16 a CPU emulates)")
     ap.add_argument("--ab-workers", default=None, metavar="A,B",
-                    help="instead: alternate full-training epochs between these loader worker counts")
+                    help="instead: alternate full-training epochs between these loader worker counts (fp32)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = ap.parse_args(argv)
 
@@ -282,14 +332,22 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print("train_speed: --device cuda, but this PyTorch sees no CUDA GPU", file=sys.stderr)
         return 2
+    native = device_has_native_bf16(device)
+    if a.precisions is None:
+        a.precisions = "fp32,bf16" if native else "fp32"
+        if not native:
+            print("train_speed: this device has no native bf16, so only fp32 is timed "
+                  "(--precisions fp32,bf16 times the emulated bf16 too)", file=sys.stderr)
+    precisions = [p.strip() for p in a.precisions.split(",") if p.strip()]
+    if not precisions or any(p not in ("fp32", "bf16") for p in precisions):
+        print(f"train_speed: --precisions takes fp32 and/or bf16, got {a.precisions!r}", file=sys.stderr)
+        return 2
     threads = a.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     on_cuda = device.type == "cuda"
     if on_cuda:
         torch.backends.cudnn.benchmark = True
     workers = a.workers if a.workers is not None else default_workers(device.type, threads)
-    rt = Runtime(device, World(), torch.bfloat16 if on_cuda else None, channels_last=on_cuda, progress=False,
-                 check_every=25 if on_cuda else 1)
     began = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="salclass-train-speed-"))
     try:
@@ -301,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"preparing a 144px store from {what} in {tmp} ...", file=sys.stderr)
             store_root = make_store(tmp, src, a.per_class, a.val_per_class, workers=max(1, os.cpu_count() or 1))
         if a.ab_workers:
+            rt = _runtime(device, "", "fp32")
             choices = [int(w) for w in a.ab_workers.split(",")]
             print(f"machine: {machine(device)}")
             print(f"full-training epochs of {results_epoch(store_root, a.batch)} images, alternating loader workers "
@@ -313,38 +372,48 @@ def main(argv: list[str] | None = None) -> int:
                     wait = ", ".join(f"{100 * x:.1f}%" for x in r["loader_wait_share"])
                     print(f"| {name} | {r['workers']} | {ips} | {wait} |")
             return 0
-        peak_dtype = torch.bfloat16 if on_cuda else torch.float32
-        n = a.matmul_n or (8192 if on_cuda else 2048)
-        peak_label = f"{'bf16' if on_cuda else 'fp32'} matmul peak"
-        results, peak = [], 0.0
+        sizes = {"fp32": a.matmul_n or (8192 if on_cuda else 2048)}
+        sizes["bf16"] = a.matmul_n or (sizes["fp32"] if native else 512)
+        dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+        limits = {p: 0.0 for p in ("fp32", "bf16")}
+        results = []
+
+        def measure_limits() -> None:
+            # Measured again beside every variant and the best kept: on a shared
+            # machine a single early reading may catch a busy moment.
+            for p in limits:
+                limits[p] = max(limits[p], matmul_flops(device, dtypes[p], sizes[p], repeats=10 if on_cuda else 5))
+
         for name in a.variants.split(","):
-            # The peak is measured again beside every variant and the best kept:
-            # on a shared machine a single early reading may catch a busy moment.
-            peak = max(peak, matmul_flops(device, peak_dtype, n, repeats=10 if on_cuda else 5))
-            print(f"timing {name} ...", file=sys.stderr)
-            results.append(bench_variant(name, store_root, rt, a.batch, a.steps, a.rounds, workers, a.compile))
-        peak = max(peak, matmul_flops(device, peak_dtype, n, repeats=10 if on_cuda else 5))
+            measure_limits()
+            print(f"timing {name} ({', '.join(precisions)}) ...", file=sys.stderr)
+            results.append(bench_variant(name, store_root, device, precisions, a.batch, a.steps, a.rounds, workers,
+                                         a.compile))
+        measure_limits()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    mode = "bf16 autocast, channels_last" if on_cuda else "fp32"
-    print(f"machine: {machine(device)}")
-    print(f"settings: crop 128, batch {a.batch}, {mode}, loader workers {workers}"
-          f"{', torch.compile' if a.compile else ''}; full training over "
-          f"{results[0]['train_images_per_epoch']} images per epoch; best of {a.rounds} rounds")
-    print(f"measured {peak_label}: {peak / 1e9:.0f} GFLOP/s ({n}x{n}x{n}, best reading beside the variants)")
+    print(f"machine: {machine(device)}; native bf16: {'yes' if native else 'no (PyTorch emulates it)'}")
+    print(f"settings: crop 128, batch {a.batch}, {' and '.join(precisions)} (bf16: autocast, float32 weights), "
+          f"loader workers {workers}{', torch.compile' if a.compile else ''}; full training over "
+          f"{results[0]['train_images_per_epoch']} images per epoch; best of {a.rounds} rounds, precisions alternating")
+    print("measured matmul limits: " + ", ".join(f"{p} {limits[p] / 1e9:.0f} GFLOP/s ({sizes[p]}^3)" for p in limits)
+          + ", best readings beside the variants")
     print()
-    print(table(results, peak, peak_label))
+    print(table(results, precisions, limits))
     print()
     print("time waiting for the loader: share of the full-training epoch spent in the loader's next(), measured in "
-          "the same epoch, so unlike full/bare it does not move with the load of a shared machine; "
-          "1 - that share is the same-run full/bare ratio")
+          "the same epoch, so unlike full/bare it does not move with the load of a shared machine")
     print(f"est. thesis-128 protocol = {THESIS_EPOCHS} x ({THESIS_TRAIN} / full img/s + {THESIS_VAL} / val img/s), "
           "an extrapolation, not a measured run")
     print(f"benchmark wall time: {time.perf_counter() - began:.0f} s")
     if a.json is not None:
-        a.json.write_text(json.dumps({"machine": machine(device), "peak_flops": peak, "peak": peak_label,
-                                      "workers": workers, "batch": a.batch, "results": results}, indent=2) + "\n")
+        variants = {r["variant"]: {**{f"{p}_img_s": r[p]["full_images_per_s"] for p in precisions}, **r}
+                    for r in results}
+        a.json.write_text(json.dumps({"machine": machine(device), "native_bf16": native, "workers": workers,
+                                      "batch": a.batch, "rounds": a.rounds,
+                                      "matmul_flops": {p: limits[p] for p in limits}, "matmul_n": sizes,
+                                      "variants": variants}, indent=2) + "\n")
     return 0
 
 

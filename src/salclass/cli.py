@@ -76,6 +76,8 @@ def _add_saliency_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="score only the first N images of the split")
     _add_read_options(p)
+    p.add_argument("--precision", dest="precisions", action="append", choices=("auto", "fp32", "bf16"), default=None,
+                   help="score the models with weights in this precision (repeatable: one row each; default auto)")
     p.set_defaults(func=_run_saliency_eval)
 
     p = ssub.add_parser("predict", help="write a saliency map for every image of a store")
@@ -83,6 +85,8 @@ def _add_saliency_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="default", help="checkpoint path or model name (default: the shipped model)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--overwrite", action="store_true", help="replace maps already in the store")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="auto: bf16 where the CPU has native bf16 instructions, else fp32")
     p.set_defaults(func=_run_saliency_predict)
 
     p = ssub.add_parser("show", help="PNG grid of images with predicted and ground-truth maps")
@@ -115,13 +119,14 @@ def _run_saliency_eval(a: argparse.Namespace) -> int:
     from salclass.saliency.evaluate import eval_cli
 
     return eval_cli(data=a.data, split=a.split, models=a.models, as_json=a.json, limit=a.limit,
-                    read={"points": a.points, "outside": a.outside, "ppd": a.ppd})
+                    read={"points": a.points, "outside": a.outside, "ppd": a.ppd}, precisions=a.precisions)
 
 
 def _run_saliency_predict(a: argparse.Namespace) -> int:
     from salclass.saliency.predict import predict_cli
 
-    return predict_cli(a.store, model=a.model, batch_size=a.batch_size, overwrite=a.overwrite)
+    return predict_cli(a.store, model=a.model, batch_size=a.batch_size, overwrite=a.overwrite,
+                       precision=a.precision)
 
 
 def _run_saliency_show(a: argparse.Namespace) -> int:

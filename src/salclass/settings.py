@@ -125,6 +125,10 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
 
 
 def _build(cls: type[T], data: dict, where: str) -> T:
+    # A class may rewrite keys that older versions of it wrote (renamed settings).
+    upgrade = getattr(cls, "upgrade_settings", None)
+    if upgrade is not None:
+        data = upgrade(dict(data))
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in data if k not in fields]

@@ -125,18 +125,23 @@ def _default_installed() -> bool:
     return shipped_weights(DEFAULT_MODEL).is_file()
 
 
-def _load_predictors(specs: list[str], batch_size: int) -> list:
-    from salclass.saliency import load_predictor
+def _load_predictors(specs: list[str], batch_size: int, precisions: list[str]) -> list:
+    """One predictor per spec and precision; weight-free models once, in fp32
+    (autocast changes nothing in them)."""
+    from salclass.saliency.models import Predictor, load_model
 
     predictors, seen = [], set()
     for spec in specs:
         if spec in seen:
             continue
         seen.add(spec)
-        p = load_predictor(spec, batch_size=batch_size)
-        if p.name in {q.name for q in predictors}:
-            raise UserError(f"two models would share the row name '{p.name}'")
-        predictors.append(p)
+        model, name = load_model(spec)
+        has_weights = any(True for _ in model.parameters())
+        for precision in precisions if has_weights else ["fp32"]:
+            p = Predictor(model, name, batch_size=batch_size, precision=precision)
+            if p.name in {q.name for q in predictors}:
+                raise UserError(f"two models would share the row name '{p.name}'")
+            predictors.append(p)
     return predictors
 
 
@@ -191,12 +196,15 @@ def _resized(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def evaluate_models(data_dir: str | Path, split: str = "test", model_specs: list[str] | tuple[str, ...] = (),
                     *, limit: int | None = None, baselines: bool = True, batch_size: int = 8,
-                    progress: bool = True, read: ReadOptions | None = None) -> EvalTable:
+                    progress: bool = True, read: ReadOptions | None = None,
+                    precisions: list[str] | tuple[str, ...] = ("fp32",)) -> EvalTable:
     """Score the weight-free models (if `baselines`), the shipped default
     network (if installed and `baselines`), every spec in `model_specs`
     (names or checkpoint paths) and the inter-observer bound on `split` of the
     fixation data in `data_dir`, read with `read`. `limit` keeps the first N
-    images of the split (by name), for quick checks."""
+    images of the split (by name), for quick checks. Models with weights are
+    scored once per entry of `precisions` ("fp32", "bf16"; bf16 rows are named
+    "... bf16")."""
     from tqdm import tqdm
 
     from salclass.saliency.datasets import ReadOptions, open_fixation_data
@@ -218,7 +226,7 @@ def evaluate_models(data_dir: str | Path, split: str = "test", model_specs: list
     specs += [str(s) for s in model_specs]
     if CENTRE_BIAS not in specs:
         specs.insert(0, CENTRE_BIAS)   # the information-gain baseline is always needed
-    predictors = _load_predictors(specs, batch_size)
+    predictors = _load_predictors(specs, batch_size, list(dict.fromkeys(precisions)))
     centre_index = [p.name for p in predictors].index(CENTRE_BIAS)
 
     natives = [ds.image_size(i) for i in range(len(ds))]
@@ -305,10 +313,12 @@ def _mean(scores: list[dict[str, float]]) -> dict[str, float]:
 
 
 def eval_cli(data: str, split: str = "test", models: list[str] | None = None, as_json: bool = False,
-             limit: int | None = None, read: dict | None = None) -> int:
+             limit: int | None = None, read: dict | None = None, precisions: list[str] | None = None) -> int:
     from salclass.saliency.datasets import read_options
+    from salclass.saliency.predict import cpu_precision
 
-    table = evaluate_models(data, split, list(models or []), limit=limit, read=read_options(read))
+    used = [cpu_precision(p, quiet=True) for p in precisions or ["auto"]]  # bf16 rows are named so
+    table = evaluate_models(data, split, list(models or []), limit=limit, read=read_options(read), precisions=used)
     if as_json:
         print(json.dumps(table.to_json(), indent=2))
     else:

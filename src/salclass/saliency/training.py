@@ -10,11 +10,18 @@ RUN is a run folder like a classifier's, written through its owner
 the latest epoch's checkpoint with optimizer, scheduler and RNG state (for
 --resume), the finished-run record, and here also `best.pt` (the model of the
 epoch with the best validation score, loadable by `load_predictor`).
+
+`precision` works as in classifier training (salclass.precision): bf16
+autocast around the network where the CPU has native bf16, float32 weights,
+optimizer state and loss; the saved settings and the checkpoint record the
+precision used, and a resumed run keeps it. best.pt holds float32 weights either way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -29,6 +36,7 @@ from tqdm import tqdm
 from salclass.errors import UserError
 from salclass.io import atomic_torch_save, atomic_write_json, load_checkpoint
 from salclass.lock import folder_lock
+from salclass.precision import PrecisionSetting, autocast, resolve_precision
 from salclass.saliency.datasets import FixationDataset, ReadOptions, open_fixation_data
 from salclass.saliency.models import create, model_checkpoint
 from salclass.saliency.models.base import SaliencyModel, to_input
@@ -37,6 +45,7 @@ from salclass.training.run_folder import DONE_TYPE, RunFolder, settings_differen
 
 RUN_CHECKPOINT_TYPE = "salclass.saliency_run"
 RUN_CHECKPOINT_VERSION = 2  # 2: `epoch` is the number of completed epochs (1 stored it minus one)
+CPU = torch.device("cpu")  # saliency training runs on the CPU
 
 
 @dataclass
@@ -75,6 +84,7 @@ class SaliencyTrainConfig:
     select_by: Literal["loss", "nss", "cc", "auc_judd"] = "nss"
     augment: Augment = field(default_factory=Augment)
     read: ReadOptions = field(default_factory=ReadOptions)
+    precision: PrecisionSetting = "auto"
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -178,7 +188,7 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _validate(model: SaliencyModel, split: _Split, truth: _Truth, batch_size: int) -> dict:
+def _validate(model: SaliencyModel, split: _Split, truth: _Truth, batch_size: int, precision: str) -> dict:
     from salclass.saliency import metrics
 
     model.eval()
@@ -187,10 +197,12 @@ def _validate(model: SaliencyModel, split: _Split, truth: _Truth, batch_size: in
         for start in range(0, len(truth.density), batch_size):
             imgs = split.images[start:start + batch_size]
             x = imgs.permute(0, 3, 1, 2).float().div_(255.0)
-            out = model(x)
+            with autocast(CPU, precision):
+                out = model(x)
+                maps = model.raw(x)
             target = _target(split.density[start:start + batch_size], model.target_size(*x.shape[-2:]))
-            losses.append(float(model.loss(out, target)) * len(x))
-            maps = model.raw(x).unsqueeze(1)
+            losses.append(float(model.loss(out.float(), target)) * len(x))
+            maps = maps.float().unsqueeze(1)
             for j in range(len(x)):
                 gt = truth.density[start + j]
                 m = F.interpolate(maps[j:j + 1], size=gt.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
@@ -227,6 +239,7 @@ def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
         raise UserError(f"{out}: already holds a run (use --resume to continue it, or another --out)")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    precision = _precision(cfg, ckpt_path if resume else None)
 
     model = create(cfg.model, **cfg.model_settings)
     if not model.trainable:
@@ -240,6 +253,7 @@ def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
     target_size = model.target_size(*size)
 
     out.mkdir(parents=True, exist_ok=True)
+    cfg = dataclasses.replace(cfg, precision=precision)  # the run records what it used, not `auto`
     save_settings(cfg, folder.config)
     train_split = _preload(train_ds, size, "train")
     val_split = _preload(val_ds, size, "val")
@@ -282,7 +296,9 @@ def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
             idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             x = train_split.images[idx].permute(0, 3, 1, 2).float().div_(255.0)
             x, dens = _augment(x, train_split.density[idx], cfg.augment, gen)
-            loss = model.loss(model(x), _target(dens, target_size))
+            with autocast(CPU, precision):
+                output = model(x)
+            loss = model.loss(output.float(), _target(dens, target_size))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -290,7 +306,7 @@ def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
             total_loss += loss.item() * len(idx)
             bar.set_postfix(loss=f"{loss.item():.4f}")
         train_seconds = time.time() - t0
-        val = _validate(model, val_split, val_truth, cfg.batch_size)
+        val = _validate(model, val_split, val_truth, cfg.batch_size, precision)
         record = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
                   "train": {"loss": total_loss / len(train_ds), "seconds": round(train_seconds, 2)},
                   "val": val, "seconds": round(time.time() - t0, 2)}
@@ -305,13 +321,26 @@ def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
             "type": RUN_CHECKPOINT_TYPE, "version": RUN_CHECKPOINT_VERSION, "architecture": cfg.model,
             "settings": model.settings(), "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "rng": _rng_state(gen), "epoch": epoch + 1, "best": best,
-            "config": to_dict(cfg),
+            "config": to_dict(cfg), "precision": precision,
         }, ckpt_path)
         scores = "  ".join(f"{k} {v:.4f}" for k, v in val.items())
         tqdm.write(f"epoch {epoch + 1}: train loss {record['train']['loss']:.4f}  val {scores}  "
                    f"({record['seconds']:.0f} s)")
     atomic_write_json(folder.done, {"type": DONE_TYPE, "version": 1, "epochs": cfg.epochs, "best": best})
     return out
+
+
+def _precision(cfg: SaliencyTrainConfig, resumed: Path | None) -> str:
+    """A new run's precision from the config; a resumed run's from its checkpoint
+    (runs from before `precision` trained in fp32)."""
+    say = lambda m: tqdm.write(m, file=sys.stderr)  # noqa: E731
+    if resumed is None:
+        return resolve_precision(cfg.precision, CPU, say=say)
+    state = load_checkpoint(resumed, RUN_CHECKPOINT_TYPE, max_version=RUN_CHECKPOINT_VERSION)
+    trained = state.get("precision", "fp32")
+    if cfg.precision not in ("auto", trained):
+        raise UserError(f"precision: {resumed} was trained in {trained}; resume it with precision {trained} or auto")
+    return resolve_precision(trained, CPU, say=say)
 
 
 def train_cli(data: str, model: str, out: str, config: str | None, sets: list[str], resume: bool) -> int:

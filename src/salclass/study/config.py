@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from salclass.precision import PrecisionSetting
 from salclass.settings import SettingsError, read_yaml, settings_from_dict
 
 Stage = Literal["baselines", "stage1", "stage2", "stage3", "controls", "future"]
@@ -70,6 +71,7 @@ class DataSettings:
 class SaliencySettings:
     model: str = "default"  # a saliency model name or checkpoint; "default" is the shipped network
     batch_size: int = 64
+    precision: PrecisionSetting = "auto"  # of the maps predicted into the store (salclass.precision)
     # Fixation data to score the saliency model on for the report (None: no metrics table).
     eval_data: Path | None = None
     eval_split: str = "test"

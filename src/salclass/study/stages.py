@@ -53,16 +53,19 @@ def ensure_store(cfg: StudyConfig, layout: StudyLayout, say: Say) -> None:
 
 
 def ensure_maps(cfg: StudyConfig, layout: StudyLayout, say: Say) -> None:
-    from salclass.saliency.predict import model_identity, predict_into_store
+    from salclass.saliency.predict import cpu_precision, model_identity, predict_into_store, same_model
 
     identity = model_identity(cfg.saliency.model)
+    precision = None
     for split in (layout.train_split, layout.val_split):
         s = _open(split)
-        if s is not None and s.has_saliency and s.saliency_model == identity:
-            say(f"saliency: {split} has complete maps of {identity}, reused")
+        if s is not None and s.has_saliency and same_model(s.saliency_model, identity):
+            say(f"saliency: {split} has complete maps of {s.saliency_model}, reused")
             continue
-        say(f"saliency: predicting maps for {split} with {cfg.saliency.model}")
-        predict_into_store(split, model=cfg.saliency.model, batch_size=cfg.saliency.batch_size, overwrite=False)
+        precision = precision or cpu_precision(cfg.saliency.precision)
+        say(f"saliency: predicting maps for {split} with {cfg.saliency.model} in {precision}")
+        predict_into_store(split, model=cfg.saliency.model, batch_size=cfg.saliency.batch_size, overwrite=False,
+                           precision=precision)
 
 
 def record_params(cfg: StudyConfig, layout: StudyLayout) -> None:

@@ -18,6 +18,7 @@ from salclass.io import load_checkpoint
 
 CHECKPOINT_TYPE = "salclass.classifier"
 # 2: records `block_order`; version 1 checkpoints were all trained conv -> BN -> ReLU.
+# `precision` was added within version 2 (readers fall back when it is absent).
 CHECKPOINT_VERSION = 2
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -67,6 +68,14 @@ def load_classifier(run_or_ckpt: str | Path) -> dict:
     if missing:
         raise UserError(f"{path}: classifier checkpoint lacks '{missing[0]}'")
     return ckpt
+
+
+def trained_precision(ckpt: dict, device: torch.device) -> str:
+    """"fp32" or "bf16": what the checkpoint's run computed in. Checkpoints from
+    before `precision` ran bf16 autocast on CUDA when `amp` was on, fp32 on the CPU."""
+    if "precision" in ckpt:
+        return ckpt["precision"]
+    return "bf16" if device.type == "cuda" and ckpt["config"].get("amp", True) else "fp32"
 
 
 def block_order_of(ckpt: dict) -> str:

@@ -12,6 +12,11 @@ gradient before momentum, so weight_decay = 0.001 on the kernels alone is the
 same update (`decay_on: kernels`). `decay_on: all` applies it to every parameter,
 biases and batch-norm scale and shift included (what salclass did before, with
 weight_decay 0.0005).
+
+Precision: `auto` trains under bfloat16 autocast where the device multiplies
+bfloat16 natively and in float32 elsewhere (salclass.precision); the run records
+what it used, and a resumed run keeps it. `amp: true|false` of configs written
+before `precision` existed reads as `precision: auto|fp32`.
 """
 
 from __future__ import annotations
@@ -20,13 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from salclass.precision import PrecisionSetting
+
 # Keras's l2(0.0005) as SGD weight decay: the gradient of 0.0005 * w^2 is 0.001 * w.
 THESIS_WEIGHT_DECAY = 0.001
 
 # Fields that only change how fast or where a run computes, not what it
-# computes; a resumed or re-launched run may change them freely.
+# computes; a resumed or re-launched run may change them freely. `precision`
+# changes the rounding, not the method; a resumed run keeps the one recorded in
+# its checkpoint (salclass.training.main). `amp` is in configs of older runs.
 RUNTIME_FIELDS = frozenset(
-    {"device", "amp", "channels_last", "compile", "sync_bn", "workers", "threads", "progress", "tensorboard", "epochs"}
+    {"device", "precision", "amp", "channels_last", "compile", "sync_bn", "workers", "threads", "progress",
+     "tensorboard", "epochs"}
 )
 
 
@@ -71,7 +81,7 @@ class TrainConfig:
     init_new: Literal["uniform", "zeros", "default"] = "uniform"
     attention: AttentionTransfer = field(default_factory=AttentionTransfer)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = True
+    precision: PrecisionSetting = "auto"
     channels_last: bool = True
     compile: bool = False
     sync_bn: bool = False
@@ -79,6 +89,14 @@ class TrainConfig:
     threads: int | None = None
     progress: bool = True
     tensorboard: bool = True
+
+    @staticmethod
+    def upgrade_settings(data: dict) -> dict:
+        """Old run folders' config.yaml: the CUDA-only `amp` flag became `precision`."""
+        if "amp" in data:
+            amp = data.pop("amp")
+            data.setdefault("precision", "auto" if amp else "fp32")
+        return data
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

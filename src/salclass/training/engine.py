@@ -9,7 +9,6 @@ batch and none waits forever in a collective.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from salclass.errors import UserError
+from salclass.precision import Precision, autocast
 from salclass.training.distributed import World, all_reduce_max, all_reduce_sum
 
 
@@ -50,15 +50,13 @@ class StopFlag:
 class Runtime:
     device: torch.device
     world: World
-    amp_dtype: torch.dtype | None = None
+    precision: Precision = "fp32"
     channels_last: bool = False
     progress: bool = True
     check_every: int = 1
 
     def autocast(self):
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return autocast(self.device, self.precision)
 
     def inputs(self, batch) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format

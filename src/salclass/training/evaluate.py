@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +19,11 @@ import torch
 from salclass.errors import UserError
 from salclass.io import atomic_write_bytes, atomic_write_json
 from salclass.lock import folder_lock
-from salclass.training.checkpoint import block_order_of, checkpoint_path, load_classifier
+from salclass.precision import resolve_precision
+from salclass.training.checkpoint import block_order_of, checkpoint_path, load_classifier, trained_precision
 from salclass.training.distributed import World
 from salclass.training.engine import Runtime, evaluate
+from salclass.training.layout import cpu_channels_last
 
 EVAL_TYPE = "salclass.eval"
 PREDICTIONS_TYPE = "salclass.predictions"
@@ -44,7 +47,8 @@ def evaluate_run(run_or_ckpt: str | Path, store_split: str | Path, out: str | Pa
                  batch_size: int = 128, device: str = "auto", progress: bool = True) -> dict:
     """Evaluate the checkpoint of a run folder (or a checkpoint file) on a store
     split (or a store root, meaning its val/), write eval.json and
-    predictions.npz into `out` (default RUN/eval) and return the summary."""
+    predictions.npz into `out` (default RUN/eval) and return the summary.
+    The forward passes use the precision the run trained in, as its validation did."""
     from salclass.data import StoreLoader
     from salclass.models import create
     from salclass.training.main import resolve_device
@@ -73,12 +77,14 @@ def evaluate_run(run_or_ckpt: str | Path, store_split: str | Path, out: str | Pa
     if net.uses_saliency and not store.has_saliency:
         raise UserError(f"{store.path}: has no complete saliency maps, which model {net.variant} needs "
                         "(run: salclass saliency predict)")
-    net = net.to(dev)
     on_cuda = dev.type == "cuda"
+    precision = resolve_precision(trained_precision(ckpt, dev), dev, say=lambda m: print(m, file=sys.stderr))
+    channels_last = not on_cuda and cpu_channels_last(net.variant, precision)
+    net = net.to(dev, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     loader = StoreLoader(store, batch_size, False, crop=size, mean_subtract=bool(ckpt.get("mean_subtract", False)),
                          with_saliency=net.uses_saliency, device=str(dev) if on_cuda else "cpu",
                          mean=ckpt.get("input_mean"), saliency_mean=ckpt.get("saliency_mean"))
-    rt = Runtime(dev, world, torch.bfloat16 if on_cuda else None, progress=progress)
+    rt = Runtime(dev, world, precision, channels_last=channels_last, progress=progress)
     out_dir = Path(out) if out is not None else _default_out(run_or_ckpt)
     # Taken before the pass: a folder that cannot be written is refused before the computing, not after.
     with folder_lock(out_dir, exclusive=True):
@@ -99,6 +105,7 @@ def evaluate_run(run_or_ckpt: str | Path, store_split: str | Path, out: str | Pa
         result = {
             "type": EVAL_TYPE, "version": 1,
             "checkpoint": str(checkpoint_path(run_or_ckpt)), "model": ckpt["model_name"], "epoch": int(ckpt["epoch"]),
+            "precision": precision,
             "store": str(store.path), "count": int(len(pred["index"])),
             "top1": metrics["top1"], "top5": metrics["top5"], "loss": metrics["loss"],
             "per_class": per_class,

@@ -10,6 +10,7 @@ momentum, the learning-rate schedule and every RNG state at an epoch boundary.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -24,14 +25,16 @@ from tqdm import tqdm
 from salclass.errors import UserError
 from salclass.io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json
 from salclass.lock import LOCK_NAME, folder_lock
+from salclass.precision import Precision, resolve_precision
 from salclass.settings import load_settings, save_settings, to_dict
 from salclass.training import distributed
 from salclass.training.checkpoint import (CHECKPOINT_TYPE, CHECKPOINT_VERSION, block_order_of, load_classifier,
-                                          rng_state, set_rng_state)
+                                          rng_state, set_rng_state, trained_precision)
 from salclass.training.config import TrainConfig
 from salclass.training.distributed import World
 from salclass.training.engine import (AttentionLoss, NonFiniteLoss, Runtime, StopFlag, TrainingInterrupted,
                                       evaluate, train_one_epoch)
+from salclass.training.layout import cpu_channels_last
 from salclass.training.optim import sgd
 from salclass.training.run_folder import CONFIG_NAME, DONE_NAME, DONE_TYPE, RunFolder, settings_difference
 
@@ -134,6 +137,19 @@ def _open_stores(cfg: TrainConfig):
     return train, val
 
 
+def _precision(cfg: TrainConfig, ckpt: dict | None, device: torch.device, world: World) -> Precision:
+    """A new run's precision from the config; a resumed run's from its
+    checkpoint, which an explicit other setting may not change."""
+    say = lambda msg: _log(msg, world)  # noqa: E731
+    if ckpt is None:
+        return resolve_precision(cfg.precision, device, say=say)
+    trained = trained_precision(ckpt, device)
+    if cfg.precision not in ("auto", trained):
+        raise UserError(f"precision: the run in {cfg.out} was trained in {trained}; resume it with precision "
+                        f"{trained} or auto (a run mixing precisions would match neither)")
+    return resolve_precision(trained, device, say=say)
+
+
 def _build_model(cfg: TrainConfig, num_classes: int, crop: int, ckpt: dict | None, ckpt_path: Path, train_store):
     """The network: fresh, from the run's checkpoint, or grown from `init_from`
     by weight surgery (then also the surgery's report)."""
@@ -180,14 +196,15 @@ def _check_stores(cfg: TrainConfig, train_store, val_store, net, ckpt: dict | No
     return needs_saliency, identity
 
 
-def _place(net, cfg: TrainConfig, world: World, device: torch.device):
+def _place(net, cfg: TrainConfig, world: World, device: torch.device, precision: Precision):
     """(the network on its device, the module to call: wrapped for DDP or
     compiled where asked, the engine's Runtime)."""
     on_cuda = device.type == "cuda"
     if on_cuda:
         # Fixed input shapes: let cuDNN pick its fastest kernels once.
         torch.backends.cudnn.benchmark = True
-    fmt = torch.channels_last if (on_cuda and cfg.channels_last) else torch.contiguous_format
+    channels_last = cfg.channels_last if on_cuda else cpu_channels_last(net.variant, precision)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(device, memory_format=fmt)
     model = net
     if world.distributed:
@@ -197,8 +214,8 @@ def _place(net, cfg: TrainConfig, world: World, device: torch.device):
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None)
     if cfg.compile:
         model = torch.compile(model)
-    rt = Runtime(device, world, torch.bfloat16 if (on_cuda and cfg.amp) else None,
-                 channels_last=fmt is torch.channels_last, progress=cfg.progress, check_every=25 if on_cuda else 1)
+    rt = Runtime(device, world, precision, channels_last=channels_last, progress=cfg.progress,
+                 check_every=25 if on_cuda else 1)
     return net, model, rt
 
 
@@ -238,13 +255,14 @@ def _loaders(cfg: TrainConfig, train_store, val_store, crop: int, needs_saliency
 
 
 def _open_folder(cfg: TrainConfig, folder: RunFolder, world: World, start_epoch: int, done: dict | None,
-                 report) -> object | None:
+                 report, precision: Precision) -> object | None:
     """Settings saved, metrics cut back to the checkpoint's epoch, a continued
     run no longer marked done; the TensorBoard writer (rank 0 only)."""
     if not world.is_primary():
         return None
     folder.path.mkdir(parents=True, exist_ok=True)
-    save_settings(cfg, folder.config)
+    # The precision used, not `auto`: the folder says what the run computed in.
+    save_settings(dataclasses.replace(cfg, precision=precision), folder.config)
     folder.truncate_metrics(start_epoch)
     if done is not None:
         folder.done.unlink()
@@ -283,19 +301,20 @@ def _run(cfg: TrainConfig, world: World, device: torch.device, resume: bool) -> 
     needs_saliency, identity = _check_stores(cfg, train_store, val_store, net, ckpt)
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // world.local_world_size)
     torch.set_num_threads(threads)
-    net, model, rt = _place(net, cfg, world, device)
+    precision = _precision(cfg, ckpt, device, world)
+    net, model, rt = _place(net, cfg, world, device, precision)
     optimizer, scheduler, start_epoch = _restore(net, cfg, ckpt, world)
     train_loader, val_loader = _loaders(cfg, train_store, val_store, crop, needs_saliency, world, device, threads)
     attention = None
     if cfg.attention.enabled:
         offset = float(train_store.saliency_mean or 0.0) if cfg.mean_subtract else 0.0
         attention = AttentionLoss(net, cfg.attention.layer, cfg.attention.beta, offset)
-    writer = _open_folder(cfg, folder, world, start_epoch, done, report)
+    writer = _open_folder(cfg, folder, world, start_epoch, done, report, precision)
 
     where = f"{device.type}" + (f" x{world.world_size} processes" if world.distributed else "")
     _log(f"training {net.variant} on {cfg.store} ({train_store.count} train / {val_store.count} val images, "
          f"{num_classes} classes, crop {crop}) for epochs {start_epoch + 1}..{cfg.epochs} on {where} "
-         f"({threads} threads) -> {out}", world)
+         f"({threads} threads, {precision}{', channels-last' if rt.channels_last else ''}) -> {out}", world)
     stop = StopFlag()
     began = time.perf_counter()
     completed = start_epoch
@@ -327,7 +346,7 @@ def _run(cfg: TrainConfig, world: World, device: torch.device, resume: bool) -> 
                     if writer is not None:
                         _tensorboard(writer, record)
                     atomic_torch_save(_checkpoint(cfg, net, optimizer, scheduler, epoch, crop, train_store,
-                                                  identity, states), folder.checkpoint)
+                                                  identity, states, precision), folder.checkpoint)
                 completed = epoch
                 _log(_epoch_line(record, cfg.epochs), world)
             # The loops poll the flag only between batches: a stop asked for
@@ -350,7 +369,7 @@ def _run(cfg: TrainConfig, world: World, device: torch.device, resume: bool) -> 
     if world.is_primary():
         final = folder.read_metrics()
         atomic_write_json(folder.done, {
-            "type": DONE_TYPE, "version": 1, "epochs": cfg.epochs, "model": net.variant,
+            "type": DONE_TYPE, "version": 1, "epochs": cfg.epochs, "model": net.variant, "precision": precision,
             "val": final[-1]["val"] if final else None,
             "best_val_top1": max((m["val"]["top1"] for m in final), default=None),
             "seconds_this_session": time.perf_counter() - began,
@@ -360,7 +379,7 @@ def _run(cfg: TrainConfig, world: World, device: torch.device, resume: bool) -> 
 
 
 def _checkpoint(cfg: TrainConfig, net, optimizer, scheduler, epoch: int, crop: int, train_store,
-                store_identity: dict, rng_states: list) -> dict:
+                store_identity: dict, rng_states: list, precision: Precision) -> dict:
     return {
         "type": CHECKPOINT_TYPE,
         "version": CHECKPOINT_VERSION,
@@ -376,11 +395,12 @@ def _checkpoint(cfg: TrainConfig, net, optimizer, scheduler, epoch: int, crop: i
         "input_mean": [float(v) for v in train_store.mean],
         "saliency_mean": float(train_store.saliency_mean or 0.0),
         "epoch": epoch,
+        "precision": precision,
         "model": net.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "rng": rng_states,
-        "config": to_dict(cfg),
+        "config": to_dict(dataclasses.replace(cfg, precision=precision)),
     }
 
 

@@ -69,9 +69,9 @@ def _from_checkpoint(path: Path) -> SaliencyModel:
     return model.eval()
 
 
-def load_predictor(name_or_ckpt: str | Path = "default", batch_size: int = 32) -> Predictor:
+def load_predictor(name_or_ckpt: str | Path = "default", batch_size: int = 32, precision: str = "fp32") -> Predictor:
     model, name = load_model(name_or_ckpt)
-    return Predictor(model, name, batch_size=batch_size)
+    return Predictor(model, name, batch_size=batch_size, precision=precision)
 
 
 __all__ = ["CHECKPOINT_TYPE", "DEFAULT_MODEL", "Predictor", "SaliencyModel", "create", "describe_models",

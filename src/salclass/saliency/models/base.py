@@ -14,6 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from salclass.errors import UserError
+from salclass.precision import autocast
+
+# Appended to the name of a predictor (and so to a store's map model) that runs
+# in bf16: its maps differ from fp32's in the last bits, and a store's rows must
+# not mix the two.
+BF16_SUFFIX = " bf16"
 
 
 class SaliencyModel(nn.Module):
@@ -60,14 +66,17 @@ def to_input(images: np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.
 
 
 class Predictor:
-    """`predict(uint8 (B, H, W, 3)) -> float32 (B, H, W)`, each map maximum 1."""
+    """`predict(uint8 (B, H, W, 3)) -> float32 (B, H, W)`, each map maximum 1.
+    With precision "bf16" the model runs under bf16 autocast (resizing and
+    normalisation stay float32) and the name says so."""
 
-    def __init__(self, model: SaliencyModel, name: str, batch_size: int = 32):
+    def __init__(self, model: SaliencyModel, name: str, batch_size: int = 32, precision: str = "fp32"):
         if batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {batch_size}")
         self.model = model.eval()
-        self.name = name
+        self.name = name + (BF16_SUFFIX if precision == "bf16" else "")
         self.batch_size = batch_size
+        self.precision = precision
 
     def __repr__(self) -> str:
         return f"Predictor({self.name!r})"
@@ -84,7 +93,9 @@ class Predictor:
         with torch.inference_mode():
             for start in range(0, n, self.batch_size):
                 x = to_input(images[start:start + self.batch_size], size)
-                maps = self.model.raw(x).unsqueeze(1).float()
+                with autocast(x.device, self.precision):
+                    maps = self.model.raw(x)
+                maps = maps.unsqueeze(1).float()
                 maps = F.interpolate(maps, size=(height, width), mode="bilinear", align_corners=False)[:, 0]
                 out[start:start + len(x)] = normalise_max(maps.clamp_(min=0.0)).numpy()
         return out
