@@ -30,7 +30,7 @@ OSIE_IMAGES = 12
 def test_bf16_maps_score_like_fp32_on_osie(osie_root):
     table = evaluate_models(osie_root, "test", ["default"], baselines=False, limit=OSIE_IMAGES,
                             precisions=("fp32", "bf16"), progress=False)
-    rows = table.to_json()
+    rows = table.to_json()["scores"]
     fp32 = next(v for k, v in rows.items() if k.startswith("default") and not k.endswith(" bf16"))
     bf16 = next(v for k, v in rows.items() if k.startswith("default") and k.endswith(" bf16"))
     for metric in ("auc_judd", "nss", "cc"):
