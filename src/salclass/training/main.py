@@ -33,7 +33,8 @@ from salclass.training.distributed import World
 from salclass.training.engine import (AttentionLoss, NonFiniteLoss, Runtime, StopFlag, TrainingInterrupted,
                                       evaluate, train_one_epoch)
 from salclass.training.optim import sgd
-from salclass.training.run_folder import CONFIG_NAME, DONE_NAME, DONE_TYPE, RunFolder, settings_difference
+from salclass.training.run_folder import (CONFIG_NAME, DONE_NAME, DONE_TYPE, LOG_NAME, RunFolder,
+                                          settings_difference)
 
 
 def _log(msg: str, world: World) -> None:
@@ -105,7 +106,8 @@ def _existing(cfg: TrainConfig, folder: RunFolder, resume: bool) -> tuple[dict |
     out = folder.path
     if out.exists() and not out.is_dir():
         raise UserError(f"out: {out} exists and is not a folder")
-    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not folder.config.is_file():
+    # A parallel study opens the run's log before training starts.
+    if out.is_dir() and any(p.name not in (LOCK_NAME, LOG_NAME) for p in out.iterdir()) and not folder.config.is_file():
         raise UserError(f"out: {out} is not empty and holds no run ({CONFIG_NAME} missing); choose another folder")
     done = read_json(folder.done) if folder.done.is_file() else None
     ckpt = load_classifier(folder.checkpoint) if folder.checkpoint.is_file() else None
