@@ -138,6 +138,14 @@ def test_a_failing_run_fails_alone_and_a_rerun_completes(sequential, config, ray
     assert (root / "report.md").read_bytes() == (sequential / "report.md").read_bytes()
 
 
-def test_cli_failure_exit_code(sequential, config, ray_address, tmp_path, run_cli):
+def test_bad_jobs_and_unset_threads_are_one_line_before_any_work(config, tmp_path, run_cli):
     code, _, err = run_cli("study", "--config", config, "--out", tmp_path / "x", "--jobs", "0")
     assert code == 2 and err.strip() == "salclass: error: --jobs must be at least 1, got 0"
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("with a GPU each run claims one GPU and needs no thread count")
+    code, _, err = run_cli("study", "--config", config, "--out", tmp_path / "y", "--jobs", "2",
+                           "--set", "train.threads=null")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "set train.threads" in err, err
+    assert not (tmp_path / "y" / "store").exists()

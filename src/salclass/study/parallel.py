@@ -180,6 +180,15 @@ def _resources(run: _Run, gpus: bool) -> dict:
     return {"num_cpus": threads, "num_gpus": 0}
 
 
+def check_local(cfg: StudyConfig, layout: StudyLayout) -> None:
+    """Before the data are prepared: the runs of a study on a local Ray can claim their resources."""
+    import torch
+
+    for e in cfg.order():
+        for seed in cfg.seeds:
+            _resources(_Run(e, seed, train_settings(cfg, layout, e, seed), None), torch.cuda.is_available())
+
+
 def run_parallel(cfg: StudyConfig, layout: StudyLayout, jobs: int, address: str | None) -> None:
     """Train and evaluate every run not yet finished, at most `jobs` at once, on
     Ray. Raises UserError naming every failed or skipped run."""
@@ -242,7 +251,8 @@ def _schedule(todo: list[_Run], reused: int, total: int, jobs: int, val_split: s
         _say(f"stopping {len(running)} running run(s) at their next batch; each keeps its last finished epoch")
         for ref in running:
             ray.cancel(ref)
-        ray.wait(list(running), num_returns=len(running), timeout=STOP_GRACE_S)
+        if running:
+            ray.wait(list(running), num_returns=len(running), timeout=STOP_GRACE_S)
         raise
     if failed:
         lines = [f"{len(failed)} of {total} runs did not finish:"]

@@ -125,6 +125,10 @@ def _check_runs(cfg: StudyConfig, layout: StudyLayout) -> None:
 def _run_study_locked(cfg: StudyConfig, layout: StudyLayout, jobs: int, ray_address: str | None) -> Path:
     _check_same_study(layout, cfg)
     _check_runs(cfg, layout)
+    if jobs > 1 and ray_address is None:
+        from salclass.study.parallel import check_local
+
+        check_local(cfg, layout)
     t0 = time.monotonic()
     stages.ensure_store(cfg, layout, _say)
     # Saved once the data exist, so a config that named a wrong folder does not lock the study folder.
