@@ -30,6 +30,7 @@ from salclass.study import stages
 from salclass.study.config import Experiment, StudyConfig
 from salclass.study.layout import StudyLayout
 from salclass.study.runner import train_settings
+from salclass.training.run_folder import RunFolder
 
 RETRIES = 3  # a run whose worker died this many times more is given up
 TAIL_LINES = 12  # of a failed run's log, shown in the summary
@@ -79,8 +80,6 @@ def _output_to(path: Path):
 def run_one(settings: dict, val_split: str) -> str | None:
     """Train and evaluate one run folder (the body of a Ray task). Returns None,
     or the UserError that stopped the run."""
-    from salclass.training.run_folder import RunFolder
-
     folder = RunFolder(settings["out"])
     folder.path.mkdir(parents=True, exist_ok=True)
     with _output_to(folder.log):
@@ -244,8 +243,8 @@ def _schedule(todo: list[_Run], reused: int, total: int, jobs: int, val_split: s
                 if error is None:
                     finished.add(run.name)
                 else:
-                    failed[run.name] = f"failed: {error}\n  last lines of {Path(run.settings['out']) / 'log.txt'}:\n" \
-                                       f"{_tail(Path(run.settings['out']) / 'log.txt')}"
+                    log = RunFolder(run.settings["out"]).log
+                    failed[run.name] = f"failed: {error}\n  last lines of {log}:\n{_tail(log)}"
         progress.show(reused + len(finished), 0, 0, len(failed))
     except KeyboardInterrupt:
         _say(f"stopping {len(running)} running run(s) at their next batch; each keeps its last finished epoch")

@@ -107,7 +107,8 @@ def _existing(cfg: TrainConfig, folder: RunFolder, resume: bool) -> tuple[dict |
     if out.exists() and not out.is_dir():
         raise UserError(f"out: {out} exists and is not a folder")
     # A parallel study opens the run's log before training starts.
-    if out.is_dir() and any(p.name not in (LOCK_NAME, LOG_NAME) for p in out.iterdir()) and not folder.config.is_file():
+    foreign = any(p.name not in (LOCK_NAME, LOG_NAME) for p in out.iterdir()) if out.is_dir() else False
+    if foreign and not folder.config.is_file():
         raise UserError(f"out: {out} is not empty and holds no run ({CONFIG_NAME} missing); choose another folder")
     done = read_json(folder.done) if folder.done.is_file() else None
     ckpt = load_classifier(folder.checkpoint) if folder.checkpoint.is_file() else None
