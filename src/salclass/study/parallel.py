@@ -165,7 +165,8 @@ def _plan(cfg: StudyConfig, layout: StudyLayout) -> tuple[list[_Run], int]:
                     reused += 1
                     continue
             parent = f"{e.init_from} seed {seed}" if e.init_from is not None else None
-            todo.append(_Run(e, seed, _absolute(settings), parent))
+            # Progress bars redrawn with carriage returns would fill the run's log.txt.
+            todo.append(_Run(e, seed, {**_absolute(settings), "progress": False}, parent))
     return todo, reused
 
 
