@@ -112,12 +112,12 @@ def _connect(address: str | None) -> bool:
 
     if ray.is_initialized():
         return False
+    if address is None:
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level="warning",
+                 object_store_memory=OBJECT_STORE_BYTES)
+        return True
     try:
-        if address is not None:
-            ray.init(address=address, log_to_driver=False, logging_level="warning")
-        else:
-            ray.init(include_dashboard=False, log_to_driver=False, logging_level="warning",
-                     object_store_memory=OBJECT_STORE_BYTES)
+        ray.init(address=address, log_to_driver=False, logging_level="warning")
     except ConnectionError as e:
         raise UserError(f"--ray-address {address}: cannot join that Ray cluster ({e})") from None
     return True
