@@ -221,6 +221,10 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     p.add_argument("--estimate-from", default=None, metavar="DIR",
                    help="only print how long the study would take at the speeds measured by the runs of study DIR")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="runs at once, as Ray tasks (default 1: one after another in this process)")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="run on this Ray cluster (host:port or auto) instead of a local Ray started for the study")
     p.set_defaults(func=_run_study)
 
     p = sub.add_parser("report", help="rebuild a study's report from its run folders")
@@ -231,7 +235,8 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
 def _run_study(a: argparse.Namespace) -> int:
     from salclass.study.runner import study_cli
 
-    return study_cli(config=a.config, out=a.out, sets=a.sets, estimate_from=a.estimate_from)
+    return study_cli(config=a.config, out=a.out, sets=a.sets, estimate_from=a.estimate_from, jobs=a.jobs,
+                     ray_address=a.ray_address)
 
 
 def _run_report(a: argparse.Namespace) -> int:

@@ -101,10 +101,14 @@ def run_experiments(cfg: StudyConfig, layout: StudyLayout) -> None:
         _say(f"{reused} of {len(jobs)} runs were already finished and reused")
 
 
-def run_study(cfg: StudyConfig, root: str | Path) -> Path:
+def run_study(cfg: StudyConfig, root: str | Path, jobs: int = 1, ray_address: str | None = None) -> Path:
+    """With `jobs` 1 and no Ray address the runs go one after another in this
+    process; otherwise they are Ray tasks (salclass.study.parallel)."""
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
     layout = StudyLayout(root, cfg)
     with folder_lock(layout.root, exclusive=True):
-        return _run_study_locked(cfg, layout)
+        return _run_study_locked(cfg, layout, jobs, ray_address)
 
 
 def _check_runs(cfg: StudyConfig, layout: StudyLayout) -> None:
@@ -118,9 +122,13 @@ def _check_runs(cfg: StudyConfig, layout: StudyLayout) -> None:
                 raise UserError(f"experiment {e.name}: {err}") from None
 
 
-def _run_study_locked(cfg: StudyConfig, layout: StudyLayout) -> Path:
+def _run_study_locked(cfg: StudyConfig, layout: StudyLayout, jobs: int, ray_address: str | None) -> Path:
     _check_same_study(layout, cfg)
     _check_runs(cfg, layout)
+    if jobs > 1 and ray_address is None:
+        from salclass.study.parallel import check_local
+
+        check_local(cfg, layout)
     t0 = time.monotonic()
     stages.ensure_store(cfg, layout, _say)
     # Saved once the data exist, so a config that named a wrong folder does not lock the study folder.
@@ -129,20 +137,26 @@ def _run_study_locked(cfg: StudyConfig, layout: StudyLayout) -> Path:
     stages.record_params(cfg, layout)
     stages.record_saliency_metrics(cfg, layout, _say)
     _say(f"data ready in {time.monotonic() - t0:.0f} s")
-    run_experiments(cfg, layout)
+    if jobs == 1 and ray_address is None:
+        run_experiments(cfg, layout)
+    else:
+        from salclass.study.parallel import run_parallel
+
+        run_parallel(cfg, layout, jobs, ray_address)
     report = build_report(layout.root, cfg)
     _say(f"report: {report} ({time.monotonic() - t0:.0f} s in all)")
     return report
 
 
-def study_cli(config: str, out: str, sets: list[str] | None = None, estimate_from: str | None = None) -> int:
+def study_cli(config: str, out: str, sets: list[str] | None = None, estimate_from: str | None = None,
+              jobs: int = 1, ray_address: str | None = None) -> int:
     cfg = load_study(config, sets or [])
     if estimate_from is not None:
         from salclass.study.estimate import estimate_cli
 
         return estimate_cli(cfg, estimate_from)
     try:
-        path = run_study(cfg, Path(out))
+        path = run_study(cfg, Path(out), jobs, ray_address)
     except KeyboardInterrupt:
         _say("stopped; finished runs are kept and the run in progress saved its last epoch. "
              "Run the same command again to resume.")

@@ -36,7 +36,8 @@ from salclass.training.engine import (AttentionLoss, NonFiniteLoss, Runtime, Sto
                                       evaluate, train_one_epoch)
 from salclass.training.layout import cpu_channels_last
 from salclass.training.optim import sgd
-from salclass.training.run_folder import CONFIG_NAME, DONE_NAME, DONE_TYPE, RunFolder, settings_difference
+from salclass.training.run_folder import (CONFIG_NAME, DONE_NAME, DONE_TYPE, LOG_NAME, RunFolder,
+                                          settings_difference)
 
 
 def _log(msg: str, world: World) -> None:
@@ -108,7 +109,9 @@ def _existing(cfg: TrainConfig, folder: RunFolder, resume: bool) -> tuple[dict |
     out = folder.path
     if out.exists() and not out.is_dir():
         raise UserError(f"out: {out} exists and is not a folder")
-    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()) and not folder.config.is_file():
+    # A parallel study opens the run's log before training starts.
+    foreign = any(p.name not in (LOCK_NAME, LOG_NAME) for p in out.iterdir()) if out.is_dir() else False
+    if foreign and not folder.config.is_file():
         raise UserError(f"out: {out} is not empty and holds no run ({CONFIG_NAME} missing); choose another folder")
     done = read_json(folder.done) if folder.done.is_file() else None
     ckpt = load_classifier(folder.checkpoint) if folder.checkpoint.is_file() else None

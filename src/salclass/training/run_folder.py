@@ -30,6 +30,8 @@ METRICS_NAME = "metrics.jsonl"
 DONE_NAME = "done.json"
 START_NAME = "val_start.json"
 INIT_NAME = "init.txt"
+# What a run printed when it ran as a task of a parallel study (salclass.study.parallel).
+LOG_NAME = "log.txt"
 EVAL_DIR = "eval"
 EVAL_NAME = "eval.json"
 PREDICTIONS_NAME = "predictions.npz"
@@ -84,6 +86,10 @@ class RunFolder:
     @property
     def init_report(self) -> Path:
         return self.path / INIT_NAME
+
+    @property
+    def log(self) -> Path:
+        return self.path / LOG_NAME
 
     @property
     def tensorboard(self) -> Path:

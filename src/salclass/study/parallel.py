@@ -1,0 +1,261 @@
+"""`salclass study --jobs N [--ray-address ADDR]`: the study's runs as Ray tasks.
+
+The driver (this process) keeps everything else: it holds the study folder's
+lock, packs the store, predicts the maps and writes the report. Here it only
+decides which run may start: a run starts once its parent (the run a fine-tune
+starts from, same seed) has finished, and at most N runs go at once. Each task
+trains and evaluates one run folder, writing nothing else, and prints into that
+folder's log.txt. The study folder must be on a filesystem every node sees.
+
+A worker that dies takes its task with it; Ray runs the task again (at most
+RETRIES times) and train(resume=True) continues from the last epoch's
+checkpoint. A run that fails for a reason of its own (a UserError, which
+includes a NaN stop) is not retried: it fails alone, its dependents are
+skipped, and the study ends with a summary (a UserError) after every other run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from salclass.errors import UserError
+from salclass.study import stages
+from salclass.study.config import Experiment, StudyConfig
+from salclass.study.layout import StudyLayout
+from salclass.study.runner import train_settings
+from salclass.training.run_folder import RunFolder
+
+RETRIES = 3  # a run whose worker died this many times more is given up
+TAIL_LINES = 12  # of a failed run's log, shown in the summary
+PROGRESS_EVERY_S = 60.0  # a progress line at least this often, and at every change
+STOP_GRACE_S = 60.0  # after Ctrl-C, how long the runs get to stop at a batch boundary
+# Only small dicts travel through Ray's object store; a small one spares shared machines' /dev/shm.
+OBJECT_STORE_BYTES = 100 * 1024 ** 2
+
+
+def _say(msg: str) -> None:
+    print(f"[study] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class _Run:
+    e: Experiment
+    seed: int
+    settings: dict
+    parent: str | None  # the name of the run this one starts from
+
+    @property
+    def name(self) -> str:
+        return f"{self.e.name} seed {self.seed}"
+
+
+@contextmanager
+def _output_to(path: Path):
+    """Send this process's stdout and stderr (Python's and the C library's alike) to
+    `path` until the block ends: the worker goes on to run other tasks afterwards."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "a", buffering=1) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def run_one(settings: dict, val_split: str) -> str | None:
+    """Train and evaluate one run folder (the body of a Ray task). Returns None,
+    or the UserError that stopped the run."""
+    folder = RunFolder(settings["out"])
+    folder.path.mkdir(parents=True, exist_ok=True)
+    with _output_to(folder.log):
+        # The pid names the process to look for when a run hangs (or a test kills it).
+        print(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} on {socket.gethostname()}, pid {os.getpid()}", flush=True)
+        try:
+            stages.train(settings)
+            stages.evaluate(folder.path, Path(val_split), settings.get("device", "auto"))
+        except UserError as e:
+            print(f"error: {e}", flush=True)
+            return str(e)
+        except Exception:
+            traceback.print_exc()
+            raise
+    return None
+
+
+def _absolute(settings: dict) -> dict:
+    """Workers may run in another folder than the driver (on another node, the same path)."""
+    out = dict(settings)
+    for key in ("store", "out", "init_from"):
+        if out.get(key) is not None:
+            out[key] = str(Path(out[key]).absolute())
+    return out
+
+
+def _connect(address: str | None) -> bool:
+    """Start or join Ray; True when this process started it (and so stops it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address is None:
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level="warning",
+                 object_store_memory=OBJECT_STORE_BYTES)
+        return True
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level="warning")
+    except ConnectionError as e:
+        raise UserError(f"--ray-address {address}: cannot join that Ray cluster ({e})") from None
+    return True
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "    (no log)"
+    return "\n".join("    " + line for line in lines[-TAIL_LINES:])
+
+
+class _Progress:
+    def __init__(self, total: int, reused: int):
+        self.total, self.reused = total, reused
+        self.start = time.monotonic()
+        self.last_line, self.last_time = "", 0.0
+
+    def show(self, done: int, running: int, waiting: int, failed: int) -> None:
+        el = time.monotonic() - self.start
+        line = f"runs: {done}/{self.total} done, {running} running, {waiting} waiting"
+        if failed:
+            line += f", {failed} failed or skipped"
+        finished_now = done - self.reused
+        left = ""
+        if finished_now and running + waiting:
+            left = f", about {el / finished_now * (running + waiting) / 60:.0f} min left"
+        if line == self.last_line and time.monotonic() - self.last_time < PROGRESS_EVERY_S:
+            return
+        self.last_line, self.last_time = line, time.monotonic()
+        _say(f"{line} ({el / 60:.1f} min elapsed{left})")
+
+
+def _plan(cfg: StudyConfig, layout: StudyLayout) -> tuple[list[_Run], int]:
+    """The runs still to do, parents first, and how many are reused as they are."""
+    todo, reused = [], 0
+    for e in cfg.order():
+        for seed in cfg.seeds:
+            settings = train_settings(cfg, layout, e, seed)
+            folder = layout.run_folder(e, seed)
+            if folder.is_finished():
+                stages.check_run_settings(layout.run(e, seed), settings)
+                if folder.is_evaluated():
+                    reused += 1
+                    continue
+            parent = f"{e.init_from} seed {seed}" if e.init_from is not None else None
+            # Progress bars redrawn with carriage returns would fill the run's log.txt.
+            todo.append(_Run(e, seed, {**_absolute(settings), "progress": False}, parent))
+    return todo, reused
+
+
+def _resources(run: _Run, gpus: bool) -> dict:
+    threads = run.settings.get("threads")
+    if gpus and run.settings.get("device", "auto") != "cpu":
+        return {"num_gpus": 1, "num_cpus": threads or 1}
+    if threads is None:
+        raise UserError(f"experiment {run.e.name}: a parallel study on CPUs needs a fixed number of threads per run "
+                        "(CPU results depend on it): set train.threads, e.g. --set train.threads=1")
+    return {"num_cpus": threads, "num_gpus": 0}
+
+
+def check_local(cfg: StudyConfig, layout: StudyLayout) -> None:
+    """Before the data are prepared: the runs of a study on a local Ray can claim their resources."""
+    import torch
+
+    for e in cfg.order():
+        for seed in cfg.seeds:
+            _resources(_Run(e, seed, train_settings(cfg, layout, e, seed), None), torch.cuda.is_available())
+
+
+def run_parallel(cfg: StudyConfig, layout: StudyLayout, jobs: int, address: str | None) -> None:
+    """Train and evaluate every run not yet finished, at most `jobs` at once, on
+    Ray. Raises UserError naming every failed or skipped run."""
+    todo, reused = _plan(cfg, layout)
+    total = len(todo) + reused
+    if reused:
+        _say(f"{reused} of {total} runs were already finished and reused")
+    if not todo:
+        return
+    started = _connect(address)
+    try:
+        _schedule(todo, reused, total, jobs, str(layout.val_split.absolute()))
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def _schedule(todo: list[_Run], reused: int, total: int, jobs: int, val_split: str) -> None:
+    import ray
+
+    gpus = ray.cluster_resources().get("GPU", 0) > 0
+    resources = {r.name: _resources(r, gpus) for r in todo}
+    task = ray.remote(run_one)
+    waiting = list(todo)
+    running: dict = {}  # object ref -> run
+    finished: set[str] = set()
+    failed: dict[str, str] = {}  # run name -> why (failed or skipped)
+    progress = _Progress(total, reused)
+    to_do = {r.name for r in todo}
+    try:
+        while waiting or running:
+            for run in list(waiting):
+                if run.parent in failed:
+                    failed[run.name] = f"skipped: it starts from {run.parent}, which did not finish"
+                    waiting.remove(run)
+                elif len(running) < jobs and (run.parent not in to_do or run.parent in finished):
+                    ref = task.options(max_retries=RETRIES, retry_exceptions=False,
+                                       **resources[run.name]).remote(run.settings, val_split)
+                    running[ref] = run
+                    waiting.remove(run)
+            progress.show(reused + len(finished), len(running), len(waiting), len(failed))
+            if not running:
+                continue
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=PROGRESS_EVERY_S)
+            for ref in ready:
+                run = running.pop(ref)
+                try:
+                    error = ray.get(ref)
+                except ray.exceptions.RayError as e:
+                    error = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+                if error is None:
+                    finished.add(run.name)
+                else:
+                    log = RunFolder(run.settings["out"]).log
+                    failed[run.name] = f"failed: {error}\n  last lines of {log}:\n{_tail(log)}"
+        progress.show(reused + len(finished), 0, 0, len(failed))
+    except KeyboardInterrupt:
+        _say(f"stopping {len(running)} running run(s) at their next batch; each keeps its last finished epoch")
+        for ref in running:
+            ray.cancel(ref)
+        if running:
+            ray.wait(list(running), num_returns=len(running), timeout=STOP_GRACE_S)
+        raise
+    if failed:
+        lines = [f"{len(failed)} of {total} runs did not finish:"]
+        lines += [f"- {name}: {why}" for name, why in failed.items()]
+        lines.append("Fix the cause and run the same command again: finished runs are kept, the others go on.")
+        raise UserError("\n".join(lines))
