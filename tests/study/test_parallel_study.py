@@ -149,3 +149,14 @@ def test_bad_jobs_and_unset_threads_are_one_line_before_any_work(config, tmp_pat
                            "--set", "train.threads=null")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "set train.threads" in err, err
     assert not (tmp_path / "y" / "store").exists()
+
+
+def test_an_address_that_cannot_be_joined_is_one_line_before_any_work(config, tmp_path):
+    pytest.importorskip("ray")
+    salclass = Path(sys.executable).parent / "salclass"
+    root = tmp_path / "x"
+    proc = subprocess.run([str(salclass), "study", "--config", str(config), "--out", str(root), "--jobs", "2",
+                           "--ray-address", "127.0.0.1:9"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "--ray-address 127.0.0.1:9: cannot join that Ray cluster" in proc.stderr, proc.stderr
+    assert not (root / "store").exists()  # found before the data were prepared

@@ -35,7 +35,8 @@ from salclass.training.run_folder import RunFolder
 RETRIES = 3  # a run whose worker died this many times more is given up
 TAIL_LINES = 12  # of a failed run's log, shown in the summary
 PROGRESS_EVERY_S = 60.0  # a progress line at least this often, and at every change
-STOP_GRACE_S = 60.0  # after Ctrl-C, how long the runs get to stop at a batch boundary
+STOP_GRACE_S = 60.0
+CONNECT_TIMEOUT_S = 10.0  # for the head node to answer at --ray-address  # after Ctrl-C, how long the runs get to stop at a batch boundary
 # Only small dicts travel through Ray's object store; a small one spares shared machines' /dev/shm.
 OBJECT_STORE_BYTES = 100 * 1024 ** 2
 
@@ -106,21 +107,41 @@ def _absolute(settings: dict) -> dict:
     return out
 
 
-def _connect(address: str | None) -> bool:
-    """Start or join Ray; True when this process started it (and so stops it)."""
+@contextmanager
+def joined(address: str | None):
+    """In the block, this process is joined to the Ray cluster at `address` (or
+    `auto`): joined before the data are prepared, so that a wrong address is one
+    line within seconds, not after an hour of packing. With no address nothing
+    happens here; `run_parallel` starts a local Ray when there are runs to do."""
+    if address is None:
+        yield
+        return
     import ray
 
-    if ray.is_initialized():
-        return False
-    if address is None:
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level="warning",
-                 object_store_memory=OBJECT_STORE_BYTES)
-        return True
+    _check_reachable(address)
     try:
         ray.init(address=address, log_to_driver=False, logging_level="warning")
     except ConnectionError as e:
         raise UserError(f"--ray-address {address}: cannot join that Ray cluster ({e})") from None
-    return True
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """A HOST:PORT where nothing listens is one line within seconds: Ray itself
+    keeps retrying such an address for minutes."""
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise UserError(f"--ray-address {address}: expected HOST:PORT (the head node's GCS address), or auto")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise UserError(f"--ray-address {address}: cannot join that Ray cluster (nothing answers there: "
+                        f"{e.strerror or e})") from None
 
 
 def _tail(path: Path) -> str:
@@ -132,24 +153,42 @@ def _tail(path: Path) -> str:
 
 
 class _Progress:
-    def __init__(self, total: int, reused: int):
+    """The study's progress line. What is left is estimated from epochs, not
+    runs: runs differ in length (a fine-tune is a few epochs), and the epochs
+    finished since the study started, over every running run, measure the rate
+    at which this study's workers get through them."""
+
+    def __init__(self, todo: list[_Run], total: int, reused: int):
         self.total, self.reused = total, reused
+        self.runs = [(RunFolder(r.settings["out"]), stages.train_config(r.settings).epochs) for r in todo]
+        self.epochs = sum(n for _, n in self.runs)
+        self.at_start = self._epochs_done()
         self.start = time.monotonic()
         self.last_line, self.last_time = "", 0.0
+
+    def _epochs_done(self) -> int:
+        done = 0
+        for folder, epochs in self.runs:
+            try:
+                done += min(epochs, len(folder.read_metrics()))
+            except UserError:  # a damaged metrics file is the run's own error, reported by the run
+                pass
+        return done
 
     def show(self, done: int, running: int, waiting: int, failed: int) -> None:
         el = time.monotonic() - self.start
         line = f"runs: {done}/{self.total} done, {running} running, {waiting} waiting"
         if failed:
             line += f", {failed} failed or skipped"
-        finished_now = done - self.reused
-        left = ""
-        if finished_now and running + waiting:
-            left = f", about {el / finished_now * (running + waiting) / 60:.0f} min left"
         if line == self.last_line and time.monotonic() - self.last_time < PROGRESS_EVERY_S:
             return
         self.last_line, self.last_time = line, time.monotonic()
-        _say(f"{line} ({el / 60:.1f} min elapsed{left})")
+        epochs = self._epochs_done()
+        left = ""
+        if epochs > self.at_start and running + waiting:
+            rate = (epochs - self.at_start) / el
+            left = f", about {(self.epochs - epochs) / rate / 60:.0f} min left"
+        _say(f"{line}; epochs {epochs}/{self.epochs} ({el / 60:.1f} min elapsed{left})")
 
 
 def _plan(cfg: StudyConfig, layout: StudyLayout) -> tuple[list[_Run], int]:
@@ -189,22 +228,26 @@ def check_local(cfg: StudyConfig, layout: StudyLayout) -> None:
             _resources(_Run(e, seed, train_settings(cfg, layout, e, seed), None), torch.cuda.is_available())
 
 
-def run_parallel(cfg: StudyConfig, layout: StudyLayout, jobs: int, address: str | None) -> None:
+def run_parallel(cfg: StudyConfig, layout: StudyLayout, jobs: int) -> None:
     """Train and evaluate every run not yet finished, at most `jobs` at once, on
-    Ray. Raises UserError naming every failed or skipped run."""
+    the Ray cluster this process has joined, or else on a local Ray started here
+    for the runs. Raises UserError naming every failed or skipped run."""
+    import ray
+
     todo, reused = _plan(cfg, layout)
     total = len(todo) + reused
     if reused:
         _say(f"{reused} of {total} runs were already finished and reused")
     if not todo:
         return
-    started = _connect(address)
+    local = not ray.is_initialized()
+    if local:
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level="warning",
+                 object_store_memory=OBJECT_STORE_BYTES)
     try:
         _schedule(todo, reused, total, jobs, str(layout.val_split.absolute()))
     finally:
-        if started:
-            import ray
-
+        if local:
             ray.shutdown()
 
 
@@ -218,7 +261,7 @@ def _schedule(todo: list[_Run], reused: int, total: int, jobs: int, val_split: s
     running: dict = {}  # object ref -> run
     finished: set[str] = set()
     failed: dict[str, str] = {}  # run name -> why (failed or skipped)
-    progress = _Progress(total, reused)
+    progress = _Progress(todo, total, reused)
     to_do = {r.name for r in todo}
     try:
         while waiting or running:

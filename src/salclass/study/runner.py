@@ -125,11 +125,24 @@ def _check_runs(cfg: StudyConfig, layout: StudyLayout) -> None:
 def _run_study_locked(cfg: StudyConfig, layout: StudyLayout, jobs: int, ray_address: str | None) -> Path:
     _check_same_study(layout, cfg)
     _check_runs(cfg, layout)
-    if jobs > 1 and ray_address is None:
-        from salclass.study.parallel import check_local
-
-        check_local(cfg, layout)
     t0 = time.monotonic()
+    if jobs == 1 and ray_address is None:
+        _prepare_data(cfg, layout, t0)
+        run_experiments(cfg, layout)
+    else:
+        from salclass.study.parallel import check_local, joined, run_parallel
+
+        if ray_address is None:
+            check_local(cfg, layout)
+        with joined(ray_address):
+            _prepare_data(cfg, layout, t0)
+            run_parallel(cfg, layout, jobs)
+    report = build_report(layout.root, cfg)
+    _say(f"report: {report} ({time.monotonic() - t0:.0f} s in all)")
+    return report
+
+
+def _prepare_data(cfg: StudyConfig, layout: StudyLayout, t0: float) -> None:
     stages.ensure_store(cfg, layout, _say)
     # Saved once the data exist, so a config that named a wrong folder does not lock the study folder.
     save_settings(cfg, layout.study_yaml)
@@ -137,15 +150,6 @@ def _run_study_locked(cfg: StudyConfig, layout: StudyLayout, jobs: int, ray_addr
     stages.record_params(cfg, layout)
     stages.record_saliency_metrics(cfg, layout, _say)
     _say(f"data ready in {time.monotonic() - t0:.0f} s")
-    if jobs == 1 and ray_address is None:
-        run_experiments(cfg, layout)
-    else:
-        from salclass.study.parallel import run_parallel
-
-        run_parallel(cfg, layout, jobs, ray_address)
-    report = build_report(layout.root, cfg)
-    _say(f"report: {report} ({time.monotonic() - t0:.0f} s in all)")
-    return report
 
 
 def study_cli(config: str, out: str, sets: list[str] | None = None, estimate_from: str | None = None,
