@@ -129,6 +129,7 @@ def test_a_failing_run_fails_alone_and_a_rerun_completes(sequential, config, ray
     assert "- RGB* seed 0: failed: " in summary and "non-finite" in summary
     assert "- RGBS-ft seed 0: skipped: it starts from RGB* seed 0" in summary
     assert "last lines of" in summary and "FanIn1 seed 0" not in summary
+    assert "runs: 0/3 done, 2 running, 1 waiting; epochs 0/6 (" in summary  # 2 epochs in each of the 3 runs
     assert (root / "runs" / "FanIn1" / "seed0" / "eval" / "eval.json").is_file()
     assert not (root / "runs" / "RGBS-ft" / "seed0").exists()
     assert not (root / "report.md").exists()
