@@ -110,3 +110,35 @@ def test_aspect_stretch_crops_one_side_of_image_and_map_alike():
     torch.testing.assert_close(d, out[:, :1])             # the map moves with the image
     with pytest.raises(ValueError, match="aspect"):
         Augment(aspect=1.5)
+
+
+def test_low_res_blurs_the_image_and_leaves_the_map():
+    from salclass.saliency.training import Augment, _augment
+
+    x = torch.rand(4, 3, 24, 32)   # noise: every resampling changes it
+    dens = torch.rand(4, 1, 24, 32)
+    blurred = Augment(flip=False, min_scale=1.0, brightness=0, contrast=0, saturation=0, grayscale=0, low_res=2.0)
+    out, d = _augment(x, dens, blurred, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.std() < x.std()   # detail lost, size kept
+    torch.testing.assert_close(d, dens)
+    with pytest.raises(ValueError, match="low_res"):
+        Augment(low_res=-1)
+
+
+def test_scales_resize_the_batch_within_the_range_keeping_the_stride():
+    from salclass.saliency.training import _rescaled
+
+    x = torch.rand(2, 3, 144, 192)
+    assert _rescaled(x, 0.0, torch.Generator().manual_seed(0)) is x
+    gen = torch.Generator().manual_seed(0)
+    sizes = {tuple(_rescaled(x, 0.5, gen).shape[-2:]) for _ in range(40)}
+    assert len(sizes) > 5
+    for h, w in sizes:
+        assert h % 8 == 0 and w % 8 == 0 and 144 / 1.5 - 8 <= h <= 144 * 1.5 + 8
+        assert abs(w / h - 4 / 3) < 0.1
+
+
+def test_scales_are_refused_for_a_model_of_one_input_size(tmp_path, run_cli, osie_root):
+    code, _, err = run_cli("saliency", "train", "--data", osie_root, "--model", "salnet_shallow", "--out",
+                           tmp_path / "run", "--set", "augment.scales=0.5", "--set", "epochs=1")
+    assert code == 2 and "augment.scales needs a fully-convolutional model" in err, err

@@ -39,7 +39,7 @@ from salclass.lock import folder_lock
 from salclass.precision import PrecisionSetting, autocast, resolve_precision
 from salclass.saliency.datasets import FixationDataset, ReadOptions, open_fixation_data
 from salclass.saliency.models import create, model_checkpoint
-from salclass.saliency.models.base import SaliencyModel, to_input
+from salclass.saliency.models.base import SaliencyModel, area_preserving_size, to_input
 from salclass.settings import load_settings, save_settings, to_dict
 from salclass.training.run_folder import DONE_TYPE, RunFolder, settings_difference
 
@@ -57,12 +57,17 @@ class Augment:
     contrast: float = 0.3
     saturation: float = 0.3
     grayscale: float = 0.1        # probability
+    low_res: float = 0.0          # resample the image (not the map) through a side up to 1 + this times smaller
+    scales: float = 0.0           # train each batch at a size up to 1 + this times smaller or larger
 
     def __post_init__(self):
         if not 0.1 <= self.min_scale <= 1.0:
             raise ValueError(f"augment.min_scale must be in [0.1, 1], got {self.min_scale}")
         if not 0.0 <= self.aspect <= 1.0:
             raise ValueError(f"augment.aspect must be in [0, 1], got {self.aspect}")
+        for k in ("low_res", "scales"):
+            if not 0.0 <= getattr(self, k) <= 3.0:
+                raise ValueError(f"augment.{k} must be in [0, 3], got {getattr(self, k)}")
         for k in ("brightness", "contrast", "saturation", "grayscale"):
             if not 0.0 <= getattr(self, k) <= 1.0:
                 raise ValueError(f"augment.{k} must be in [0, 1], got {getattr(self, k)}")
@@ -172,7 +177,28 @@ def _augment(x: torch.Tensor, dens: torch.Tensor, aug: Augment, gen: torch.Gener
     sat = uniform(1 - aug.saturation, 1 + aug.saturation)
     sat = torch.where(torch.rand(b, generator=gen) < aug.grayscale, torch.zeros_like(sat), sat)
     x = gray + (x - gray) * sat.view(view)
+    if aug.low_res > 0:
+        # Stores hold small images (ImageNet's, squashed to 128-227 px), far less
+        # sharp than OSIE's 800 px photographs brought down to the training size:
+        # a net that only knows crisp edges meets blur there.
+        f = float(torch.exp(torch.rand(1, generator=gen) * math.log1p(aug.low_res)))
+        h, w = x.shape[-2:]
+        small = F.interpolate(x, size=(max(8, round(h / f)), max(8, round(w / f))), mode="bilinear",
+                              align_corners=False, antialias=True)
+        x = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
     return x.clamp_(0.0, 1.0), dens
+
+
+def _rescaled(x: torch.Tensor, scales: float, gen: torch.Generator) -> torch.Tensor:
+    """The batch at one size drawn log-uniformly between 1 / (1 + scales) and
+    1 + scales times its own, aspect kept (the model's stride respected), so
+    that the net meets objects and the frame at the many sizes of real images."""
+    if scales <= 0:
+        return x
+    f = float(torch.exp((2 * torch.rand(1, generator=gen) - 1) * math.log1p(scales)))
+    h, w = x.shape[-2:]
+    size = area_preserving_size(h, w, int(h * w * f * f), 8)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=f < 1)
 
 
 def _target(dens: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -250,7 +276,8 @@ def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
         raise UserError(f"{cfg.data}: has no fixation points, so select_by={cfg.select_by} is impossible "
                         "(use cc or loss)")
     size = _training_size(model, train_ds)
-    target_size = model.target_size(*size)
+    if cfg.augment.scales > 0 and cfg.model != "fcn":
+        raise UserError(f"augment.scales needs a fully-convolutional model (fcn); '{cfg.model}' takes one input size")
 
     out.mkdir(parents=True, exist_ok=True)
     cfg = dataclasses.replace(cfg, precision=precision)  # the run records what it used, not `auto`
@@ -296,9 +323,10 @@ def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
             idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             x = train_split.images[idx].permute(0, 3, 1, 2).float().div_(255.0)
             x, dens = _augment(x, train_split.density[idx], cfg.augment, gen)
+            x = _rescaled(x, cfg.augment.scales, gen)
             with autocast(CPU, precision):
                 output = model(x)
-            loss = model.loss(output.float(), _target(dens, target_size))
+            loss = model.loss(output.float(), _target(dens, model.target_size(*x.shape[-2:])))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
