@@ -227,3 +227,20 @@ def test_a_garbled_config_of_a_finished_run_is_one_line(study, tmp_path, run_cli
     code, _, err = run_cli("study", "--config", cfg_path, "--out", moved)
     assert code == 2 and f"{config}: not valid YAML" in err.strip().splitlines()[-1]
     assert "Traceback" not in err
+
+
+def test_report_and_plot_into_read_only_folders_are_one_line(study, tmp_path, run_cli, make_readonly):
+    _, root, _ = study
+    copy = Path(shutil.copytree(root, tmp_path / "ro" / "study", symlinks=True))
+    make_readonly(tmp_path / "ro")
+    before = (copy / "report.md").read_bytes()
+    code, _, err = run_cli("report", copy)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert str(copy) in err
+    assert (copy / "report.md").read_bytes() == before   # nothing lost
+    run = copy / "runs" / "FanIn1" / "seed0"
+    code, _, err = run_cli("plot", run, "--out", tmp_path / "ro" / "curves.png")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "curves.png" in err
+    code, _, err = run_cli("plot", run, "--out", tmp_path / "curves.png")   # reading a read-only run is fine
+    assert code == 0 and (tmp_path / "curves.png").is_file(), err
