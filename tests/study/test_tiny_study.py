@@ -216,6 +216,25 @@ def test_estimate_from_a_finished_study(study, run_cli):
     # FanIn1 carries a saliency branch: more work per image than the baseline, never less.
     assert float(rows["FanIn1"][4]) > float(rows["RGB*"][4])
     assert "hours" in out.splitlines()[-1]
+    pooled, low, high = re.search(r"training ([\d.]+) GFLOP/s \(runs from ([\d.]+) to ([\d.]+)\)", out).groups()
+    assert float(low) <= float(pooled) <= float(high)
+
+
+def test_estimate_warns_when_the_runs_rates_say_the_machine_was_shared(study, tmp_path, run_cli):
+    cfg_path, root, _ = study
+    copy = Path(shutil.copytree(root, tmp_path / "study", symlinks=True))
+    metrics = copy / "runs" / "FanIn1" / "seed0" / "metrics.jsonl"
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    for row in rows:   # as if another job had taken most of the machine during this run
+        row["train"]["seconds"] *= 10
+    metrics.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    code, out, err = run_cli("study", "--config", cfg_path, "--out", tmp_path / "unused", "--estimate-from", copy)
+    assert code == 0 and "probably shared" in err, err
+    for run in (copy / "runs").iterdir():   # one run left: nothing to compare its rate with
+        if run.name != "RGBstar":
+            shutil.rmtree(run)
+    code, _, err = run_cli("study", "--config", cfg_path, "--out", tmp_path / "unused", "--estimate-from", copy)
+    assert code == 0 and "probably shared" not in err, err
 
 
 def test_a_garbled_config_of_a_finished_run_is_one_line(study, tmp_path, run_cli):

@@ -14,6 +14,7 @@ forward for validation).
 
 from __future__ import annotations
 
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -49,8 +50,12 @@ def _crop(size: int) -> int:
     return default_crop(size)
 
 
-def measured_rate(root: Path, size: int) -> tuple[float, float, float]:
-    """(train GFLOP/s, validation GFLOP/s, seconds measured) pooled over every epoch of every run of study `root`."""
+SHARED_SPREAD = 2.0  # runs' training rates further apart than this say the machine was shared while they ran
+
+
+def measured_rate(root: Path, size: int) -> tuple[float, float, float, list[float]]:
+    """(train GFLOP/s, validation GFLOP/s, seconds measured) pooled over every
+    epoch of every run of study `root`, and each run's own training GFLOP/s."""
     cfg = load_study_config(root)
     if cfg.data.size != size:
         raise UserError(f"{root} measured images of {cfg.data.size} px, this study uses {size} px; "
@@ -61,8 +66,10 @@ def measured_rate(root: Path, size: int) -> tuple[float, float, float]:
     n_classes = len(Store.open(layout.val_split).classes)
     work = {True: 0.0, False: 0.0}
     seconds = {True: 0.0, False: 0.0}
+    per_run = []
     for e in cfg.experiments:
         for seed in cfg.seeds:
+            run_work = run_seconds = 0.0
             for row in layout.run_folder(e, seed).read_metrics():
                 for train, part in ((True, row.get("train")), (False, row.get("val"))):
                     if not isinstance(part, dict) or not {"images", "seconds"} <= set(part):
@@ -70,9 +77,14 @@ def measured_rate(root: Path, size: int) -> tuple[float, float, float]:
                     g = gflop_per_image(e.model, _crop(cfg.data.size), n_classes, train)
                     work[train] += part["images"] * g
                     seconds[train] += part["seconds"]
+                    if train:
+                        run_work += part["images"] * g
+                        run_seconds += part["seconds"]
+            if run_seconds > 0:
+                per_run.append(run_work / run_seconds)
     if not seconds[True] or not seconds[False]:
         raise UserError(f"{root}: no finished epochs to measure speed from")
-    return work[True] / seconds[True], work[False] / seconds[False], seconds[True] + seconds[False]
+    return work[True] / seconds[True], work[False] / seconds[False], seconds[True] + seconds[False], per_run
 
 
 def image_counts(cfg: StudyConfig) -> tuple[int, int]:
@@ -107,12 +119,19 @@ def estimate(cfg: StudyConfig, train_rate: float, val_rate: float) -> tuple[list
 
 
 def estimate_cli(cfg: StudyConfig, speeds_root: str) -> int:
-    train_rate, val_rate, measured = measured_rate(Path(speeds_root), cfg.data.size)
+    train_rate, val_rate, measured, per_run = measured_rate(Path(speeds_root), cfg.data.size)
     rows, total, pflop, n_train, n_val = estimate(cfg, train_rate, val_rate)
     header = ["experiment", "model", "epochs", "seeds", "train GFLOP/img", "PFLOP", "hours"]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    low, high = min(per_run), max(per_run)
     print(f"{cfg.name}: {n_train} train / {n_val} val images; rate measured by the runs of {speeds_root} "
-          f"({measured:.0f} s): training {train_rate:.1f} GFLOP/s, validation {val_rate:.1f} GFLOP/s")
+          f"({measured:.0f} s): training {train_rate:.1f} GFLOP/s (runs from {low:.1f} to {high:.1f}), "
+          f"validation {val_rate:.1f} GFLOP/s")
+    if high > SHARED_SPREAD * low:
+        # The networks differ little in GFLOP/s on one machine (docs/training.md), so a wide
+        # spread is the load of other jobs, and the pooled rate carries it into every hour below.
+        print(f"warning: the runs of {speeds_root} trained at rates {high / low:.1f}x apart: the machine was "
+              "probably shared while they ran, and these hours are only as good as that rate", file=sys.stderr)
     for r in [header, *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
     print(f"total: {pflop:.1f} PFLOP, {total / 3600:.0f} hours ({total / 86400:.1f} days) of training and "
