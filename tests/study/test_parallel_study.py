@@ -161,3 +161,16 @@ def test_an_address_that_cannot_be_joined_is_one_line_before_any_work(config, tm
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "--ray-address 127.0.0.1:9: cannot join that Ray cluster" in proc.stderr, proc.stderr
     assert not (root / "store").exists()  # found before the data were prepared
+
+
+def test_the_local_rays_token_notice_is_dropped_and_its_security_warning_kept(caplog):
+    import logging
+
+    from salclass.study.parallel import RAY_TOKEN_LOGGER, _quiet_token_notice
+
+    _quiet_token_notice()
+    log = logging.getLogger(RAY_TOKEN_LOGGER)
+    with caplog.at_level(logging.WARNING, logger=RAY_TOKEN_LOGGER):
+        log.warning("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled to opt out.")
+        log.warning("Token authentication is disabled for this Ray cluster. Anyone with network access ...")
+    assert [r.getMessage()[:33] for r in caplog.records] == ["Token authentication is disabled "]

@@ -16,6 +16,7 @@ skipped, and the study ends with a summary (a UserError) after every other run.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -127,6 +128,26 @@ def joined(address: str | None):
         yield
     finally:
         ray.shutdown()
+
+
+# Ray's logger for its token-authentication set-up (the module's name, so this is
+# the only place to change if Ray moves it: at worst the notice comes back).
+RAY_TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+class _TokenEnabledNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
+
+
+def _quiet_token_notice() -> None:
+    """The local Ray started for a study announces that it turned token
+    authentication on (Ray's safe default) on every start: noise on a study's
+    terminal. Only that notice is dropped; Ray's warning that authentication is
+    off still shows."""
+    log = logging.getLogger(RAY_TOKEN_LOGGER)
+    if not any(isinstance(f, _TokenEnabledNotice) for f in log.filters):
+        log.addFilter(_TokenEnabledNotice())
 
 
 def _check_reachable(address: str) -> None:
@@ -242,6 +263,7 @@ def run_parallel(cfg: StudyConfig, layout: StudyLayout, jobs: int) -> None:
         return
     local = not ray.is_initialized()
     if local:
+        _quiet_token_notice()
         ray.init(include_dashboard=False, log_to_driver=False, logging_level="warning",
                  object_store_memory=OBJECT_STORE_BYTES)
     try:
