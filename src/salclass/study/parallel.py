@@ -36,8 +36,8 @@ from salclass.training.run_folder import RunFolder
 RETRIES = 3  # a run whose worker died this many times more is given up
 TAIL_LINES = 12  # of a failed run's log, shown in the summary
 PROGRESS_EVERY_S = 60.0  # a progress line at least this often, and at every change
-STOP_GRACE_S = 60.0
-CONNECT_TIMEOUT_S = 10.0  # for the head node to answer at --ray-address  # after Ctrl-C, how long the runs get to stop at a batch boundary
+STOP_GRACE_S = 60.0  # after Ctrl-C, how long the runs get to stop at a batch boundary
+CONNECT_TIMEOUT_S = 10.0  # for the head node to answer at --ray-address
 # Only small dicts travel through Ray's object store; a small one spares shared machines' /dev/shm.
 OBJECT_STORE_BYTES = 100 * 1024 ** 2
 
@@ -114,11 +114,11 @@ def joined(address: str | None):
     `auto`): joined before the data are prepared, so that a wrong address is one
     line within seconds, not after an hour of packing. With no address nothing
     happens here; `run_parallel` starts a local Ray when there are runs to do."""
-    if address is None:
-        yield
-        return
     import ray
 
+    if address is None or ray.is_initialized():  # already joined (a notebook, a test): left as it is
+        yield
+        return
     _check_reachable(address)
     try:
         ray.init(address=address, log_to_driver=False, logging_level="warning")
