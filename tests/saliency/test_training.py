@@ -119,7 +119,7 @@ def test_low_res_blurs_the_image_and_leaves_the_map():
     dens = torch.rand(4, 1, 24, 32)
     blurred = Augment(flip=False, min_scale=1.0, brightness=0, contrast=0, saturation=0, grayscale=0, low_res=2.0)
     out, d = _augment(x, dens, blurred, torch.Generator().manual_seed(0))
-    assert out.shape == x.shape and out.std() < x.std()   # detail lost, size kept
+    assert out.shape == x.shape and out.std() < 0.9 * x.std()   # detail lost, size kept
     torch.testing.assert_close(d, dens)
     with pytest.raises(ValueError, match="low_res"):
         Augment(low_res=-1)
