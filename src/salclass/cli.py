@@ -50,10 +50,10 @@ def _run_inspect(a: argparse.Namespace) -> int:
     return inspect_cli(a.store, as_json=a.json, verify=a.verify)
 
 
-# --- saliency: train, eval, predict, show ----------------------------------
+# --- saliency: pretrain, train, ensemble, eval, predict, show --------------
 
 def _add_saliency_commands(sub: argparse._SubParsersAction) -> None:
-    sal = sub.add_parser("saliency", help="saliency models: train, evaluate, predict into a store, show")
+    sal = sub.add_parser("saliency", help="saliency models: pretrain, train, ensemble, evaluate, predict into a store, show")
     ssub = sal.add_subparsers(dest="saliency_command", required=True, metavar="COMMAND")
 
     p = ssub.add_parser("train", help="train a saliency model on eye-fixation data")
@@ -65,6 +65,19 @@ def _add_saliency_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p.set_defaults(func=_run_saliency_train)
+
+    p = ssub.add_parser("pretrain", help="pre-train a saliency model's trunk as a classifier of a store's train split")
+    p.add_argument("store", help="store folder (salclass prepare); its train split is read")
+    p.add_argument("--out", required=True, help="run folder; the trunk is written to OUT/trunk.pt")
+    p.add_argument("--model", default="fcn", help="saliency model name (default fcn)")
+    p.add_argument("--config", default=None, help="YAML settings file (configs/saliency/pretrain.yaml)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    p.set_defaults(func=_run_saliency_pretrain)
+
+    p = ssub.add_parser("ensemble", help="one saliency model from several trained ones: the mean of their densities")
+    p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="saliency checkpoints or run folders, one architecture")
+    p.add_argument("--out", required=True, help="the ensemble's checkpoint file (must not exist)")
+    p.set_defaults(func=_run_saliency_ensemble)
 
     p = ssub.add_parser("eval", help="score saliency models with the benchmark metrics")
     p.add_argument("--data", required=True, help="fixation data folder")
@@ -113,6 +126,18 @@ def _run_saliency_train(a: argparse.Namespace) -> int:
     from salclass.saliency.training import train_cli
 
     return train_cli(data=a.data, model=a.model, out=a.out, config=a.config, sets=a.sets, resume=a.resume)
+
+
+def _run_saliency_pretrain(a: argparse.Namespace) -> int:
+    from salclass.saliency.pretrain import pretrain_cli
+
+    return pretrain_cli(store=a.store, out=a.out, model=a.model, config=a.config, sets=a.sets)
+
+
+def _run_saliency_ensemble(a: argparse.Namespace) -> int:
+    from salclass.saliency.models.ensemble import ensemble_cli
+
+    return ensemble_cli(a.checkpoints, a.out)
 
 
 def _run_saliency_eval(a: argparse.Namespace) -> int:

@@ -115,7 +115,7 @@ def weight_free_models() -> list[str]:
     """Every registered model that needs no weights, the centre bias first."""
     from salclass.saliency.models import list_models, model_class
 
-    names = [n for n in list_models() if not model_class(n).trainable]
+    names = [n for n in list_models() if not model_class(n).needs_weights]
     return sorted(names, key=lambda n: (n != CENTRE_BIAS, n))
 
 

@@ -38,7 +38,7 @@ from salclass.io import atomic_torch_save, atomic_write_json, load_checkpoint
 from salclass.lock import folder_lock
 from salclass.precision import PrecisionSetting, autocast, resolve_precision
 from salclass.saliency.datasets import FixationDataset, ReadOptions, open_fixation_data
-from salclass.saliency.models import create, model_checkpoint
+from salclass.saliency.models import create, load_trunk, model_checkpoint
 from salclass.saliency.models.base import SaliencyModel, area_preserving_size, to_input
 from salclass.settings import load_settings, save_settings, to_dict
 from salclass.training.run_folder import DONE_TYPE, RunFolder, settings_difference
@@ -90,6 +90,7 @@ class SaliencyTrainConfig:
     augment: Augment = field(default_factory=Augment)
     read: ReadOptions = field(default_factory=ReadOptions)
     precision: PrecisionSetting = "auto"
+    init_trunk: Path | None = None   # a trunk checkpoint (salclass saliency pretrain) to start from
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -206,7 +207,7 @@ def _target(dens: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return t / t.flatten(1).sum(1).clamp_min(1e-12).view(-1, 1, 1)
 
 
-def _lr_factor(step: int, total: int, warmup: int) -> float:
+def lr_factor(step: int, total: int, warmup: int) -> float:
     """Linear warm-up, then cosine decay to zero."""
     if step < warmup:
         return (step + 1) / warmup
@@ -270,6 +271,8 @@ def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
     model = create(cfg.model, **cfg.model_settings)
     if not model.trainable:
         raise UserError(f"saliency model '{cfg.model}' has no weights to train")
+    if cfg.init_trunk is not None and not resume:
+        load_trunk(model, cfg.init_trunk)
     ds = open_fixation_data(cfg.data, cfg.read)
     train_ds, val_ds = ds.split("train"), ds.split("val")
     if cfg.select_by in ("nss", "auc_judd") and not ds.has_fixations:
@@ -290,7 +293,7 @@ def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: _lr_factor(step, total, cfg.warmup_epochs * steps_per_epoch))
+        opt, lambda step: lr_factor(step, total, cfg.warmup_epochs * steps_per_epoch))
     gen = torch.Generator().manual_seed(cfg.seed)
     start_epoch, best = 0, None
     if resume:
@@ -382,4 +385,4 @@ def train_cli(data: str, model: str, out: str, config: str | None, sets: list[st
     return 0
 
 
-__all__ = ["Augment", "SaliencyTrainConfig", "train", "train_cli"]
+__all__ = ["Augment", "SaliencyTrainConfig", "lr_factor", "train", "train_cli"]

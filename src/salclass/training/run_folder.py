@@ -40,9 +40,10 @@ DONE_TYPE = "salclass.run_done"
 # Settings that may differ between a run and a command that continues or reuses it: how
 # it computes (RUNTIME_FIELDS), how long it goes on (epochs, in RUNTIME_FIELDS: a finished
 # run is continued to more), and where things are. Paths are left out so run folders and
-# stores can be moved: the run is where it is, init_from matters only before epoch 1, and
-# the store is compared by what it holds (the checkpoint's store identity).
-_NOT_COMPARED = RUNTIME_FIELDS | {"out", "store", "init_from"}
+# stores can be moved: the run is where it is, init_from (and a saliency run's init_trunk)
+# matters only before epoch 1, and the store is compared by what it holds (the checkpoint's
+# store identity).
+_NOT_COMPARED = RUNTIME_FIELDS | {"out", "store", "init_from", "init_trunk"}
 
 
 def settings_difference(saved: dict, now: dict) -> str | None:

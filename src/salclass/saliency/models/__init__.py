@@ -15,6 +15,7 @@ from salclass.saliency.models.base import Predictor, SaliencyModel
 from salclass.saliency.models.registry import create, describe_models, list_models, model_class, register
 
 CHECKPOINT_TYPE = "salclass.saliency_model"
+TRUNK_CHECKPOINT_TYPE = "salclass.saliency_trunk"
 DEFAULT_MODEL = "fcn"
 """`load_predictor("default")` loads the shipped weights of this architecture."""
 
@@ -23,6 +24,32 @@ def model_checkpoint(model: SaliencyModel, extra: dict | None = None) -> dict:
     """A loadable saliency checkpoint: weights plus what rebuilds the architecture."""
     return {"type": CHECKPOINT_TYPE, "version": 1, "architecture": model.name, "settings": model.settings(),
             "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}, **(extra or {})}
+
+
+def trunk_checkpoint(model: SaliencyModel, extra: dict | None = None) -> dict:
+    """The weights of `model`'s trunk alone (`salclass saliency pretrain`), for `load_trunk`."""
+    return {"type": TRUNK_CHECKPOINT_TYPE, "version": 1, "architecture": model.name, "settings": model.settings(),
+            "state_dict": model.trunk_state(), **(extra or {})}
+
+
+def load_trunk(model: SaliencyModel, path: str | Path) -> dict:
+    """Start `model`'s trunk from a trunk checkpoint (the rest keeps its fresh
+    initialisation); returns the checkpoint's other fields."""
+    ckpt = load_checkpoint(path, TRUNK_CHECKPOINT_TYPE)
+    if not model.trunk:
+        raise UserError(f"saliency model '{model.name}' has no trunk to start from {path}")
+    if ckpt.get("architecture") != model.name:
+        raise UserError(f"{path}: holds a trunk of '{ckpt.get('architecture')}', not of '{model.name}'")
+    state = ckpt.get("state_dict")
+    expected = model.trunk_state()
+    if not isinstance(state, dict) or set(state) != set(expected):
+        raise UserError(f"{path}: its weights are not the trunk of '{model.name}' (other layers)")
+    for key, value in expected.items():
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise UserError(f"{path}: a trunk of '{model.name}' {ckpt.get('settings')}, which does not fit "
+                            f"{model.settings()} ({key} is {tuple(state[key].shape)}, not {tuple(value.shape)})")
+    model.load_state_dict(state, strict=False)
+    return {k: v for k, v in ckpt.items() if k != "state_dict"}
 
 
 def shipped_weights(name: str) -> Path:
@@ -44,12 +71,13 @@ def load_model(name_or_ckpt: str | Path) -> tuple[SaliencyModel, str]:
             path = path / "best.pt"
         return _from_checkpoint(path), str(path)
     cls = model_class(text)
-    if cls.trainable:
+    if cls.needs_weights:
         shipped = shipped_weights(text)
         if shipped.is_file():
             return _from_checkpoint(shipped), text
-        raise UserError(f"saliency model '{text}' needs trained weights: pass a checkpoint path "
-                        f"(train one with `salclass saliency train --model {text}`)")
+        how = (f"train one with `salclass saliency train --model {text}`" if cls.trainable
+               else "make one with `salclass saliency ensemble CKPT CKPT ... --out FILE`")
+        raise UserError(f"saliency model '{text}' needs trained weights: pass a checkpoint path ({how})")
     return cls().eval(), text
 
 
@@ -74,5 +102,6 @@ def load_predictor(name_or_ckpt: str | Path = "default", batch_size: int = 32, p
     return Predictor(model, name, batch_size=batch_size, precision=precision)
 
 
-__all__ = ["CHECKPOINT_TYPE", "DEFAULT_MODEL", "Predictor", "SaliencyModel", "create", "describe_models",
-           "list_models", "load_model", "load_predictor", "model_checkpoint", "register", "shipped_weights"]
+__all__ = ["CHECKPOINT_TYPE", "DEFAULT_MODEL", "TRUNK_CHECKPOINT_TYPE", "Predictor", "SaliencyModel", "create",
+           "describe_models", "list_models", "load_model", "load_predictor", "load_trunk", "model_checkpoint",
+           "register", "shipped_weights", "trunk_checkpoint"]

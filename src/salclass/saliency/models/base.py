@@ -27,7 +27,8 @@ class SaliencyModel(nn.Module):
     parameters, so that all models are saved, moved and called alike."""
 
     name: str = ""
-    trainable: bool = False
+    trainable: bool = False      # `salclass saliency train` can fit it
+    needs_weights: bool = False  # useless without learned weights (a checkpoint or shipped file)
 
     def settings(self) -> dict:
         """Constructor arguments that rebuild this architecture (saved in checkpoints)."""
@@ -43,6 +44,18 @@ class SaliencyModel(nn.Module):
 
     # Trainable models also define `forward(x)` (the training output),
     # `target_size(h, w)` and `loss(output, target)`.
+
+    # Models whose early layers can start from weights learned on another task
+    # (`salclass saliency pretrain`) name those layers' attributes here and
+    # define `trunk_features(x)`: (B, 3, h, w) in [0, 1] -> (B, C, h', w') from them alone.
+    trunk: tuple[str, ...] = ()
+
+    def trunk_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def trunk_state(self) -> dict[str, torch.Tensor]:
+        """The trunk's weights and normalisation statistics, by state-dict key."""
+        return {k: v.detach().clone() for k, v in self.state_dict().items() if k.split(".")[0] in self.trunk}
 
 
 def area_preserving_size(height: int, width: int, area: int, multiple: int) -> tuple[int, int]:

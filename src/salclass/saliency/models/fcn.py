@@ -44,7 +44,8 @@ def _centre_bias_logits(hw: tuple[int, int]) -> torch.Tensor:
 class CompactFCN(SaliencyModel):
     """Compact FCN (~0.3M params) with learned centre bias, softmax map, KL loss; the shipped default."""
 
-    trainable = True
+    trainable = needs_weights = True
+    trunk = ("stem", "block2", "block3")
 
     def __init__(self, width: int = 32, area: int = 144 * 192, prior_size: tuple[int, int] | list[int] = (9, 12),
                  prior: str = "learned"):
@@ -84,10 +85,12 @@ class CompactFCN(SaliencyModel):
     def target_size(self, height: int, width: int) -> tuple[int, int]:
         return height // 4, width // 4
 
+    def trunk_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block3(self.block2(self.stem((x - self.mean) / self.std)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, h, w) in [0, 1] -> log-probabilities (B, h/4, w/4), summing to 1 over pixels."""
-        x = (x - self.mean) / self.std
-        f1 = self.block2(self.stem(x))
+        f1 = self.block2(self.stem((x - self.mean) / self.std))
         f2 = self.block3(f1)
         f2 = f2 + self.context(f2)
         logits = self.readout(torch.cat([f2, f1], dim=1))

@@ -24,7 +24,7 @@ def register(name: str) -> Callable[[type[SaliencyModel]], type[SaliencyModel]]:
 
 def _load_families() -> None:
     # Importing a family module runs its @register decorators.
-    from salclass.saliency.models import baselines, fcn, salnet  # noqa: F401
+    from salclass.saliency.models import baselines, ensemble, fcn, salnet  # noqa: F401
 
 
 def list_models() -> list[str]:

@@ -26,7 +26,7 @@ _MEAN = (0.485, 0.456, 0.406)
 
 
 class _SalNetBase(SaliencyModel):
-    trainable = True
+    trainable = needs_weights = True
     in_size: tuple[int, int] = (0, 0)
 
     def __init__(self):

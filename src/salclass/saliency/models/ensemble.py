@@ -1,0 +1,90 @@
+"""An ensemble: the mean of several trained saliency models' densities.
+
+    salclass saliency ensemble RUN1/best.pt RUN2/best.pt [...] --out ensemble.pt
+
+Nets trained from other seeds agree where the image says clearly where people
+look and disagree elsewhere; averaging their densities keeps the first and
+spreads the second, which is what a model needs on images unlike its training
+set (DeepGaze IIE, Linardos et al. 2021, calibrates out of domain this way).
+The members share one architecture and its settings, so one input size serves
+all; the result is an ordinary saliency checkpoint that `load_predictor`,
+`saliency eval` and `saliency predict` take like any other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from salclass.errors import UserError
+from salclass.saliency.models.base import SaliencyModel
+from salclass.saliency.models.registry import create, register
+
+
+@register("ensemble")
+class Ensemble(SaliencyModel):
+    """Mean of the densities of several trained models of one architecture (saliency ensemble)."""
+
+    needs_weights = True
+
+    def __init__(self, architecture: str = "fcn", member_settings: dict | None = None, members: int = 2):
+        super().__init__()
+        if architecture == "ensemble":
+            raise ValueError("an ensemble's members cannot be ensembles")
+        if members < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {members}")
+        self.architecture = architecture
+        self.member_settings = dict(member_settings or {})
+        self.members = nn.ModuleList(create(architecture, **self.member_settings) for _ in range(members))
+
+    def settings(self) -> dict:
+        return {"architecture": self.architecture, "member_settings": self.member_settings,
+                "members": len(self.members)}
+
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        return self.members[0].input_size(height, width)
+
+    def raw(self, x: torch.Tensor) -> torch.Tensor:
+        total = None
+        for m in self.members:
+            d = m.raw(x).float()
+            d = d / d.flatten(1).sum(1).clamp_min(1e-30).view(-1, 1, 1)
+            total = d if total is None else total + d
+        return total / len(self.members)
+
+
+def combine(checkpoints: list[str | Path]) -> Ensemble:
+    """One ensemble of the models in `checkpoints` (each a saliency checkpoint
+    or run folder; all of one architecture with the same settings)."""
+    from salclass.saliency.models import load_model
+
+    if len(checkpoints) < 2:
+        raise UserError(f"an ensemble needs at least 2 models, got {len(checkpoints)}")
+    loaded = [(str(c), load_model(c)[0]) for c in checkpoints]
+    first_path, first = loaded[0]
+    if first.name == "ensemble":
+        raise UserError(f"{first_path}: is an ensemble already; list its members instead")
+    for path, m in loaded[1:]:
+        if (m.name, m.settings()) != (first.name, first.settings()):
+            raise UserError(f"{path}: is '{m.name}' {m.settings()}, but {first_path} is '{first.name}' "
+                            f"{first.settings()}; an ensemble's members share one architecture and its settings")
+    ens = Ensemble(first.name, first.settings(), len(loaded))
+    for member, (_, m) in zip(ens.members, loaded):
+        member.load_state_dict(m.state_dict())
+    return ens.eval()
+
+
+def ensemble_cli(checkpoints: list[str], out: str) -> int:
+    from salclass.io import atomic_torch_save
+    from salclass.saliency.models import model_checkpoint
+
+    ens = combine(checkpoints)
+    target = Path(out)
+    if target.exists():
+        raise UserError(f"{target}: exists; choose another --out (an ensemble is never written over a file)")
+    atomic_torch_save(model_checkpoint(ens, extra={"members": [str(Path(c)) for c in checkpoints]}), target)
+    print(f"{target}: ensemble of {len(checkpoints)} '{ens.architecture}' models "
+          f"(salclass saliency eval --model {target})")
+    return 0

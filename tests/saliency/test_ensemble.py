@@ -1,0 +1,66 @@
+"""The ensemble saliency model: the mean of its members' densities, saved and loaded as one checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from salclass.errors import UserError
+from salclass.io import atomic_torch_save
+from salclass.saliency.evaluate import weight_free_models
+from salclass.saliency.models import Predictor, create, load_model, load_predictor, model_checkpoint
+from salclass.saliency.models.ensemble import combine
+
+
+def _member(tmp_path, seed: int, width: int = 8):
+    torch.manual_seed(seed)
+    m = create("fcn", width=width, area=48 * 64)
+    for p in m.parameters():  # fresh readouts are nearly flat; make the members disagree
+        p.data.add_(0.3 * torch.randn_like(p))
+    path = tmp_path / f"m{seed}-{width}.pt"
+    atomic_torch_save(model_checkpoint(m), path)
+    return path, m.eval()
+
+
+def test_ensemble_is_the_mean_of_its_members_densities(tmp_path):
+    (a, ma), (b, mb) = _member(tmp_path, 0), _member(tmp_path, 1)
+    ens = combine([a, b])
+    x = torch.rand(2, 3, 48, 64)
+    with torch.no_grad():
+        da, db, de = ma.raw(x), mb.raw(x), ens.raw(x)
+    assert not torch.allclose(da, db, atol=1e-6)
+    torch.testing.assert_close(de, (da + db) / 2, rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(de.flatten(1).sum(1), torch.ones(2))
+
+    saved = tmp_path / "ens.pt"
+    atomic_torch_save(model_checkpoint(ens), saved)
+    loaded, _ = load_model(saved)
+    assert loaded.settings() == {"architecture": "fcn", "member_settings": ma.settings(), "members": 2}
+    img = np.random.default_rng(0).integers(0, 256, (1, 60, 80, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(load_predictor(saved).predict(img), Predictor(combine([a, b]), "e").predict(img))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.raw(x), de)
+
+
+def test_ensemble_refuses_what_it_cannot_average(tmp_path, run_cli):
+    (a, _), (c, _) = _member(tmp_path, 0), _member(tmp_path, 2, width=12)
+    with pytest.raises(UserError, match="share one architecture and its settings"):
+        combine([a, c])
+    with pytest.raises(UserError, match="at least 2 models"):
+        combine([a])
+    with pytest.raises(UserError, match="needs trained weights"):
+        load_predictor("ensemble")
+    assert "ensemble" not in weight_free_models()
+
+    (b, _) = _member(tmp_path, 1)
+    out = tmp_path / "e.pt"
+    code, stdout, err = run_cli("saliency", "ensemble", str(a), str(b), "--out", str(out))
+    assert code == 0 and out.is_file() and "ensemble of 2 'fcn' models" in stdout
+    before = out.read_bytes()
+    code, _, err = run_cli("saliency", "ensemble", str(a), str(b), "--out", str(out))
+    assert code == 2 and "exists" in err and out.read_bytes() == before
+    code, _, err = run_cli("saliency", "ensemble", str(out), str(a), "--out", str(tmp_path / "f.pt"))
+    assert code == 2 and "is an ensemble already" in err and "Traceback" not in err
+    code, _, err = run_cli("saliency", "ensemble", str(a), str(tmp_path / "missing.pt"), "--out", str(tmp_path / "g.pt"))
+    assert code == 2 and "checkpoint not found" in err
