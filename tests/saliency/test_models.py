@@ -106,7 +106,7 @@ def test_fcn_is_compact_and_predicts_a_distribution():
 
 def test_default_predictor_is_the_shipped_network():
     p = load_predictor("default")
-    assert "fcn" in p.name
+    assert p.name == "default (ensemble)"
     rng = np.random.default_rng(1)
     maps = p.predict(rng.integers(0, 256, (2, 144, 144, 3), dtype=np.uint8))
     assert maps.shape == (2, 144, 144)

@@ -95,3 +95,11 @@ def test_pretrain_refuses_bad_input(tiny_store_no_saliency, trunk_run, tmp_path,
     code, out, err = run_cli("saliency", "train", "--data", str(_data(tmp_path / "data")), "--model", "fcn",
                              "--out", str(tmp_path / "e"), "--set", "init_trunk=" + str(trunk_run / "trunk.pt"))
     assert code == 2 and "does not fit" in err and "Traceback" not in err
+
+
+def test_pretrain_reads_the_store_under_a_shared_lock(tiny_store_no_saliency, tmp_path):
+    from salclass.lock import folder_lock
+
+    with folder_lock(tiny_store_no_saliency / "train", exclusive=True):
+        with pytest.raises(UserError, match=r"train: pid \d+ is writing it"):
+            pretrain(_cfg(tiny_store_no_saliency, tmp_path / "run"))

@@ -16,7 +16,7 @@ from salclass.saliency.models.registry import create, describe_models, list_mode
 
 CHECKPOINT_TYPE = "salclass.saliency_model"
 TRUNK_CHECKPOINT_TYPE = "salclass.saliency_trunk"
-DEFAULT_MODEL = "fcn"
+DEFAULT_MODEL = "ensemble"
 """`load_predictor("default")` loads the shipped weights of this architecture."""
 
 
