@@ -194,7 +194,8 @@ def _pretrain_net(cfg: PretrainConfig, model, train_split: Store, val_split: Sto
             seen += len(idx)
             bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{correct / seen:.3f}")
         if not math.isfinite(loss_sum):
-            raise UserError(f"{out}: the loss became {loss_sum} in epoch {epoch + 1}; lower lr")
+            raise UserError(f"{out}: the loss became {loss_sum} in epoch {epoch + 1}; start again in another --out "
+                            "with a lower lr")
         record = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
                   "train": {"loss": loss_sum / seen, "accuracy": correct / seen, "seconds": round(time.time() - t0, 2)}}
         folder.append_metrics(record)
