@@ -80,10 +80,10 @@ def ensemble_cli(checkpoints: list[str], out: str) -> int:
     from salclass.io import atomic_torch_save
     from salclass.saliency.models import model_checkpoint
 
-    ens = combine(checkpoints)
     target = Path(out)
     if target.exists():
         raise UserError(f"{target}: exists; choose another --out (an ensemble is never written over a file)")
+    ens = combine(checkpoints)
     atomic_torch_save(model_checkpoint(ens, extra={"members": [str(Path(c)) for c in checkpoints]}), target)
     print(f"{target}: ensemble of {len(checkpoints)} '{ens.architecture}' models "
           f"(salclass saliency eval --model {target})")

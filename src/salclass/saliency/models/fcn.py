@@ -1,4 +1,5 @@
-"""The project's recommended saliency model: a compact fully-convolutional net.
+"""The project's saliency network: a compact fully-convolutional net (the
+shipped default is an ensemble of four of them, models/ensemble.py).
 
 About 0.3M parameters, small enough to train from scratch on OSIE's 450
 training images on two CPU cores. It predicts a probability distribution over
@@ -42,7 +43,7 @@ def _centre_bias_logits(hw: tuple[int, int]) -> torch.Tensor:
 
 @register("fcn")
 class CompactFCN(SaliencyModel):
-    """Compact FCN (~0.3M params) with learned centre bias, softmax map, KL loss; the shipped default."""
+    """Compact FCN (~0.3M params) with learned centre bias, softmax map, KL loss; four make the shipped default."""
 
     trainable = needs_weights = True
     trunk = ("stem", "block2", "block3")
