@@ -13,18 +13,19 @@ from salclass.saliency.models import Predictor, create, load_model, load_predict
 from salclass.saliency.models.ensemble import combine
 
 
-def _member(tmp_path, seed: int, width: int = 8):
+def _member(tmp_path, seed: int, width: int = 8, **settings):
     torch.manual_seed(seed)
-    m = create("fcn", width=width, area=48 * 64)
+    m = create("fcn", width=width, **{"area": 48 * 64, **settings})
     for p in m.parameters():  # fresh readouts are nearly flat; make the members disagree
         p.data.add_(0.3 * torch.randn_like(p))
-    path = tmp_path / f"m{seed}-{width}.pt"
+    path = tmp_path / f"m{seed}-{width}-{len(settings)}.pt"
     atomic_torch_save(model_checkpoint(m), path)
     return path, m.eval()
 
 
 def test_ensemble_is_the_mean_of_its_members_densities(tmp_path):
-    (a, ma), (b, mb) = _member(tmp_path, 0), _member(tmp_path, 1)
+    # Members may differ in settings that keep the input size: here width and the kind of prior.
+    (a, ma), (b, mb) = _member(tmp_path, 0), _member(tmp_path, 1, width=12, prior="centre_bias")
     ens = combine([a, b])
     x = torch.rand(2, 3, 48, 64)
     with torch.no_grad():
@@ -36,7 +37,8 @@ def test_ensemble_is_the_mean_of_its_members_densities(tmp_path):
     saved = tmp_path / "ens.pt"
     atomic_torch_save(model_checkpoint(ens), saved)
     loaded, _ = load_model(saved)
-    assert loaded.settings() == {"architecture": "fcn", "member_settings": ma.settings(), "members": 2}
+    assert loaded.settings() == {"architecture": "fcn", "member_settings": [ma.settings(), mb.settings()],
+                                 "members": 2}
     img = np.random.default_rng(0).integers(0, 256, (1, 60, 80, 3), dtype=np.uint8)
     np.testing.assert_array_equal(load_predictor(saved).predict(img), Predictor(combine([a, b]), "e").predict(img))
     with torch.no_grad():
@@ -44,8 +46,8 @@ def test_ensemble_is_the_mean_of_its_members_densities(tmp_path):
 
 
 def test_ensemble_refuses_what_it_cannot_average(tmp_path, run_cli):
-    (a, _), (c, _) = _member(tmp_path, 0), _member(tmp_path, 2, width=12)
-    with pytest.raises(UserError, match="share one architecture and its settings"):
+    (a, _), (c, _) = _member(tmp_path, 0), _member(tmp_path, 2, area=96 * 128)
+    with pytest.raises(UserError, match="share one architecture and input size"):
         combine([a, c])
     with pytest.raises(UserError, match="at least 2 models"):
         combine([a])

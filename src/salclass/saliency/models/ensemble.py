@@ -6,8 +6,8 @@ Nets trained from other seeds agree where the image says clearly where people
 look and disagree elsewhere; averaging their densities keeps the first and
 spreads the second, which is what a model needs on images unlike its training
 set (DeepGaze IIE, Linardos et al. 2021, calibrates out of domain this way).
-The members share one architecture and its settings, so one input size serves
-all; the result is an ordinary saliency checkpoint that `load_predictor`,
+The members share one architecture and one input size (their other settings,
+e.g. fcn's kind of centre-bias prior, may differ); the result is an ordinary saliency checkpoint that `load_predictor`,
 `saliency eval` and `saliency predict` take like any other.
 """
 
@@ -23,21 +23,30 @@ from salclass.saliency.models.base import SaliencyModel
 from salclass.saliency.models.registry import create, register
 
 
+# Image shapes on which members must agree about the input size (OSIE's, square, a large photograph's).
+_PROBE_SHAPES = ((600, 800), (256, 256), (144, 144), (2592, 3888))
+
+
 @register("ensemble")
 class Ensemble(SaliencyModel):
     """Mean of the densities of several trained models of one architecture (saliency ensemble)."""
 
     needs_weights = True
 
-    def __init__(self, architecture: str = "fcn", member_settings: dict | None = None, members: int = 2):
+    def __init__(self, architecture: str = "fcn", member_settings: dict | list[dict] | None = None,
+                 members: int = 2):
         super().__init__()
         if architecture == "ensemble":
             raise ValueError("an ensemble's members cannot be ensembles")
         if members < 2:
             raise ValueError(f"an ensemble needs at least 2 members, got {members}")
+        # One dict: every member alike (how the first ensembles were saved).
+        each = member_settings if isinstance(member_settings, list) else [member_settings or {}] * members
+        if len(each) != members:
+            raise ValueError(f"{len(each)} member settings for {members} members")
         self.architecture = architecture
-        self.member_settings = dict(member_settings or {})
-        self.members = nn.ModuleList(create(architecture, **self.member_settings) for _ in range(members))
+        self.member_settings = [dict(s) for s in each]
+        self.members = nn.ModuleList(create(architecture, **s) for s in self.member_settings)
 
     def settings(self) -> dict:
         return {"architecture": self.architecture, "member_settings": self.member_settings,
@@ -55,9 +64,13 @@ class Ensemble(SaliencyModel):
         return total / len(self.members)
 
 
+def _sizes(model: SaliencyModel) -> list[tuple[int, int]]:
+    return [model.input_size(*shape) for shape in _PROBE_SHAPES]
+
+
 def combine(checkpoints: list[str | Path]) -> Ensemble:
     """One ensemble of the models in `checkpoints` (each a saliency checkpoint
-    or run folder; all of one architecture with the same settings)."""
+    or run folder; all of one architecture and one input size)."""
     from salclass.saliency.models import load_model
 
     if len(checkpoints) < 2:
@@ -67,10 +80,10 @@ def combine(checkpoints: list[str | Path]) -> Ensemble:
     if first.name == "ensemble":
         raise UserError(f"{first_path}: is an ensemble already; list its members instead")
     for path, m in loaded[1:]:
-        if (m.name, m.settings()) != (first.name, first.settings()):
+        if m.name != first.name or _sizes(m) != _sizes(first):
             raise UserError(f"{path}: is '{m.name}' {m.settings()}, but {first_path} is '{first.name}' "
-                            f"{first.settings()}; an ensemble's members share one architecture and its settings")
-    ens = Ensemble(first.name, first.settings(), len(loaded))
+                            f"{first.settings()}; an ensemble's members share one architecture and input size")
+    ens = Ensemble(first.name, [m.settings() for _, m in loaded], len(loaded))
     for member, (_, m) in zip(ens.members, loaded):
         member.load_state_dict(m.state_dict())
     return ens.eval()
