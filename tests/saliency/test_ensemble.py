@@ -51,7 +51,7 @@ def test_ensemble_refuses_what_it_cannot_average(tmp_path, run_cli):
         combine([a, c])
     with pytest.raises(UserError, match="at least 2 models"):
         combine([a])
-    assert load_predictor("ensemble").model.settings()["members"] == 4  # by name: the shipped file
+    assert load_predictor("ensemble").model.settings()["members"] == 6  # by name: the shipped file
     with pytest.raises(UserError, match="needs trained weights.*salclass saliency train --model fcn"):
         load_predictor("fcn")  # no single net is shipped since the ensemble is
     assert "ensemble" not in weight_free_models()
