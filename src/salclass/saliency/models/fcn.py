@@ -1,5 +1,5 @@
 """The project's saliency network: a compact fully-convolutional net (the
-shipped default is an ensemble of four of them, models/ensemble.py).
+shipped default is an ensemble of six of them, models/ensemble.py).
 
 About 0.3M parameters, small enough to train from scratch on OSIE's 450
 training images on two CPU cores. It predicts a probability distribution over
@@ -43,7 +43,7 @@ def _centre_bias_logits(hw: tuple[int, int]) -> torch.Tensor:
 
 @register("fcn")
 class CompactFCN(SaliencyModel):
-    """Compact FCN (~0.3M params) with learned centre bias, softmax map, KL loss; four make the shipped default."""
+    """Compact FCN (~0.3M params) with learned centre bias, softmax map, KL loss; six make the shipped default."""
 
     trainable = needs_weights = True
     trunk = ("stem", "block2", "block3")
