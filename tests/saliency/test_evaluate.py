@@ -3,6 +3,7 @@ plumbing checked against the metrics called directly, and bad input."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -86,6 +87,11 @@ def test_a_checkpoint_gets_its_own_row(osie_root, tmp_path):
     t = evaluate_models(osie_root, "test", [str(ckpt)], limit=2, baselines=False, progress=False)
     assert list(t.rows) == [CENTRE_BIAS, str(ckpt), BOUND]
     assert all(math.isfinite(t.rows[str(ckpt)][m]) for m in ("auc_judd", "nss", "cc", "kl", "sim", "ig"))
+    # Each row names what made it: the weights by file and hash, a weight-free model by name.
+    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16]
+    assert t.models == {CENTRE_BIAS: CENTRE_BIAS, str(ckpt): f"fcn.pt sha256:{digest}"}
+    assert f"weights: {ckpt} = fcn.pt sha256:{digest}" in t.format()
+    assert t.to_json()["models"][str(ckpt)] == f"fcn.pt sha256:{digest}"
 
 
 def test_cli_json_is_model_metric_value(run_cli, osie_root):

@@ -14,6 +14,10 @@ image's size). Distribution metrics (CC, KL, SIM) compare the map with the
 ground-truth density (blurred fixations of all subjects). Information gain is
 over the centre bias, in bits per fixation, with each map read as a density.
 
+Each row is traced to what made it (`EvalTable.models`, "models" in the JSON,
+"weights:" under the table): a weight-free model's name, or the weights file
+and the first 16 hex digits of its sha256.
+
 A metric that cannot be computed on the data (the fixation metrics on data
 with maps only, the bound without subjects) is left out of the means and given
 a reason (`EvalTable.reasons`), printed under the table and written into the
@@ -65,6 +69,9 @@ class EvalTable:
     ground_truth: str
     rows: dict[str, dict[str, float]] = field(default_factory=dict)
     reasons: dict[str, dict[str, str]] = field(default_factory=dict)
+    # row -> what made it: a weight-free model's name, or the weights file and its sha256 prefix,
+    # so a published row can be traced to the exact checkpoint (the default changes between releases).
+    models: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)   # about the data: dropped points, a missing bound
 
     def to_json(self) -> dict:
@@ -74,7 +81,7 @@ class EvalTable:
             why = self.reasons.get(model, {})
             scores[model] = {m: (v if math.isfinite(v) else why.get(m, _infinite(v))) for m, v in row.items()}
         return {"data": self.data, "split": self.split, "images": self.images, "ground_truth": self.ground_truth,
-                "notes": self.notes, "scores": scores}
+                "notes": self.notes, "models": self.models, "scores": scores}
 
     def format(self) -> str:
         size = f", {self.shape[1]}x{self.shape[0]}" if self.shape else ""
@@ -96,6 +103,9 @@ class EvalTable:
             where = "" if len(models) == len(self.rows) else f" of {', '.join(models)}"
             lines.append(f"- {', '.join(LABELS[m] for m in metrics)}{where}: {text}")
         lines += [f"note: {n}" for n in self.notes]
+        weights = [f"{name} = {made}" for name, made in self.models.items() if made != name]
+        if weights:
+            lines.append("weights: " + "; ".join(weights))
         return "\n".join(lines)
 
 
@@ -125,12 +135,13 @@ def _default_installed() -> bool:
     return shipped_weights(DEFAULT_MODEL).is_file()
 
 
-def _load_predictors(specs: list[str], batch_size: int, precisions: list[str]) -> list:
-    """One predictor per spec and precision; weight-free models once, in fp32
-    (autocast changes nothing in them)."""
+def _load_predictors(specs: list[str], batch_size: int, precisions: list[str]) -> tuple[list, dict[str, str]]:
+    """One predictor per spec and precision (weight-free models once, in fp32:
+    autocast changes nothing in them), and each one's identity by row name."""
     from salclass.saliency.models import Predictor, load_model
+    from salclass.saliency.predict import model_identity
 
-    predictors, seen = [], set()
+    predictors, identities, seen = [], {}, set()
     for spec in specs:
         if spec in seen:
             continue
@@ -142,7 +153,8 @@ def _load_predictors(specs: list[str], batch_size: int, precisions: list[str]) -
             if p.name in {q.name for q in predictors}:
                 raise UserError(f"two models would share the row name '{p.name}'")
             predictors.append(p)
-    return predictors
+            identities[p.name] = model_identity(spec, precision)
+    return predictors, identities
 
 
 class _Scorer:
@@ -226,7 +238,7 @@ def evaluate_models(data_dir: str | Path, split: str = "test", model_specs: list
     specs += [str(s) for s in model_specs]
     if CENTRE_BIAS not in specs:
         specs.insert(0, CENTRE_BIAS)   # the information-gain baseline is always needed
-    predictors = _load_predictors(specs, batch_size, list(dict.fromkeys(precisions)))
+    predictors, identities = _load_predictors(specs, batch_size, list(dict.fromkeys(precisions)))
     centre_index = [p.name for p in predictors].index(CENTRE_BIAS)
 
     natives = [ds.image_size(i) for i in range(len(ds))]
@@ -274,7 +286,7 @@ def evaluate_models(data_dir: str | Path, split: str = "test", model_specs: list
 
     table = EvalTable(data=str(data_dir), split=split, images=len(ds),
                       shape=natives[0] if len(set(natives)) == 1 else None, ground_truth=ds.ground_truth,
-                      notes=list(full.notes))
+                      notes=list(full.notes), models=identities)
     missing = _missing(ds)
     for p in predictors:
         table.rows[p.name] = _mean(per_image[p.name])
