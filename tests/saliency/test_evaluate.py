@@ -75,6 +75,30 @@ def test_table_is_the_per_image_mean_of_the_metrics(osie_table, osie_root):
         assert osie_table.rows[CENTRE_BIAS][m] == pytest.approx(np.mean(values), rel=1e-9), m
 
 
+def test_each_model_is_compared_with_the_centre_bias_image_by_image(osie_table, osie_root):
+    from salclass.saliency import load_predictor
+    from salclass.saliency.datasets import open_fixation_data
+
+    ds = open_fixation_data(osie_root).split("test")
+    ds = ds.subset(ds.names[:3])
+    signature, centre = load_predictor("image_signature"), load_predictor(CENTRE_BIAS)
+    d = []
+    for i in range(3):
+        rows, cols = ds.fixations(i).pixels((600, 800), (600, 800))
+        pts, img = np.stack([cols, rows], axis=1), ds.image(i)[None]
+        d.append(M.nss(signature.predict(img)[0].astype(np.float64), pts)
+                 - M.nss(centre.predict(img)[0].astype(np.float64), pts))
+    mean, low, high = osie_table.versus["image_signature"]["nss"]
+    assert mean == pytest.approx(np.mean(d), rel=1e-9)
+    # With 3 images a resample repeats one image three times 1 time in 27, more
+    # often than the 2.5% tails: the 95% interval runs from the lowest to the highest difference.
+    assert (low, high) == pytest.approx((min(d), max(d)), rel=1e-9)
+    assert set(osie_table.versus) == set(osie_table.rows) - {CENTRE_BIAS, BOUND}
+    doc = osie_table.to_json()["versus_centre_bias"]["image_signature"]["nss"]
+    assert doc == {"difference": mean, "ci95": [low, high]}
+    assert f"difference from {CENTRE_BIAS}, 95% interval over images" in osie_table.format()
+
+
 def test_a_checkpoint_gets_its_own_row(osie_root, tmp_path):
     import torch
 
@@ -92,6 +116,8 @@ def test_a_checkpoint_gets_its_own_row(osie_root, tmp_path):
     assert t.models == {CENTRE_BIAS: CENTRE_BIAS, str(ckpt): f"fcn.pt sha256:{digest}"}
     assert f"weights: {ckpt} = fcn.pt sha256:{digest}" in t.format()
     assert t.to_json()["models"][str(ckpt)] == f"fcn.pt sha256:{digest}"
+    one = evaluate_models(osie_root, "test", [str(ckpt)], limit=1, baselines=False, progress=False)
+    assert one.versus[str(ckpt)]["nss"] == "needs at least two images scored by both"
 
 
 def test_cli_json_is_model_metric_value(run_cli, osie_root):

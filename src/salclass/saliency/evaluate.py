@@ -18,6 +18,12 @@ Each row is traced to what made it (`EvalTable.models`, "models" in the JSON,
 "weights:" under the table): a weight-free model's name, or the weights file
 and the first 16 hex digits of its sha256.
 
+Every other model row is also compared with the centre bias image by image
+(`EvalTable.versus`, "versus_centre_bias" in the JSON, a second table under the
+first): the mean per-image difference and its 95% percentile bootstrap interval
+over the images (2,000 resamples, seeded). The interval covers which images were
+drawn, not training noise, and is not adjusted for the many metrics and rows.
+
 A metric that cannot be computed on the data (the fixation metrics on data
 with maps only, the bound without subjects) is left out of the means and given
 a reason (`EvalTable.reasons`), printed under the table and written into the
@@ -54,6 +60,7 @@ METRICS = ("auc_judd", "auc_shuffled", "nss", "cc", "kl", "sim", "ig")
 LABELS = {"auc_judd": "AUC-Judd", "auc_shuffled": "sAUC", "nss": "NSS", "cc": "CC", "kl": "KL",
           "sim": "SIM", "ig": "IG"}
 CENTRE_BIAS = "centre_bias"
+BOOTSTRAP_RESAMPLES = 2000
 INTER_OBSERVER = "inter-observer"
 
 
@@ -72,6 +79,8 @@ class EvalTable:
     # row -> what made it: a weight-free model's name, or the weights file and its sha256 prefix,
     # so a published row can be traced to the exact checkpoint (the default changes between releases).
     models: dict[str, str] = field(default_factory=dict)
+    # row -> metric -> (mean difference from the centre bias, CI low, CI high), or a reason instead
+    versus: dict[str, dict[str, tuple[float, float, float] | str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)   # about the data: dropped points, a missing bound
 
     def to_json(self) -> dict:
@@ -80,8 +89,10 @@ class EvalTable:
         for model, row in self.rows.items():
             why = self.reasons.get(model, {})
             scores[model] = {m: (v if math.isfinite(v) else why.get(m, _infinite(v))) for m, v in row.items()}
+        versus = {model: {m: v if isinstance(v, str) else {"difference": v[0], "ci95": [v[1], v[2]]}
+                          for m, v in row.items()} for model, row in self.versus.items()}
         return {"data": self.data, "split": self.split, "images": self.images, "ground_truth": self.ground_truth,
-                "notes": self.notes, "models": self.models, "scores": scores}
+                "notes": self.notes, "models": self.models, "scores": scores, "versus_centre_bias": versus}
 
     def format(self) -> str:
         size = f", {self.shape[1]}x{self.shape[0]}" if self.shape else ""
@@ -102,6 +113,12 @@ class EvalTable:
             models = sorted({model for model, _ in cells}, key=list(self.rows).index)
             where = "" if len(models) == len(self.rows) else f" of {', '.join(models)}"
             lines.append(f"- {', '.join(LABELS[m] for m in metrics)}{where}: {text}")
+        if self.versus:
+            lines.append(f"difference from {CENTRE_BIAS}, 95% interval over images (KL: lower is better)")
+            lines.append(f"{'model':<{width}}  " + "  ".join(f"{LABELS[m]:>15}" for m in METRICS))
+            for name, row in self.versus.items():
+                cells = ["-" if isinstance(row[m], str) else f"{row[m][1]:+.3f}..{row[m][2]:+.3f}" for m in METRICS]
+                lines.append(f"{name:<{width}}  " + "  ".join(f"{c:>15}" for c in cells))
         lines += [f"note: {n}" for n in self.notes]
         weights = [f"{name} = {made}" for name, made in self.models.items() if made != name]
         if weights:
@@ -290,6 +307,8 @@ def evaluate_models(data_dir: str | Path, split: str = "test", model_specs: list
     missing = _missing(ds)
     for p in predictors:
         table.rows[p.name] = _mean(per_image[p.name])
+        if p.name != CENTRE_BIAS:
+            table.versus[p.name] = _versus(per_image[p.name], per_image[CENTRE_BIAS])
         table.reasons[p.name] = {m: missing.get(m, "no image of the split could be scored")
                                  for m, v in table.rows[p.name].items() if math.isnan(v)}
     if with_bound:
@@ -313,6 +332,28 @@ def _missing(ds) -> dict[str, str]:
     if len(ds) < 2:
         return {"auc_shuffled": "needs the fixations of other images as negatives, and the split has one image"}
     return {}
+
+
+def _versus(scores: list[dict[str, float]], centre: list[dict[str, float]]) -> dict:
+    """metric -> (mean, low, high) of the per-image difference from the centre bias, or why not."""
+    from scipy.stats import bootstrap
+
+    out: dict = {}
+    for m in METRICS:
+        d = np.asarray([s[m] - c[m] for s, c in zip(scores, centre)], dtype=np.float64)
+        if np.isinf(d).any():
+            out[m] = "an infinite score on some image"
+            continue
+        d = d[~np.isnan(d)]
+        if d.size < 2:
+            out[m] = "needs at least two images scored by both"
+        elif np.ptp(d) == 0:   # every image differs by the same amount: no spread to resample
+            out[m] = (float(d[0]), float(d[0]), float(d[0]))
+        else:
+            ci = bootstrap((d,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, method="percentile",
+                           rng=np.random.default_rng(0)).confidence_interval
+            out[m] = (float(d.mean()), float(ci.low), float(ci.high))
+    return out
 
 
 def _mean(scores: list[dict[str, float]]) -> dict[str, float]:
