@@ -156,6 +156,14 @@ def test_report_has_every_section_and_figures(study):
     assert f"{rep['variants']['FanIn1']['total']:,}" in md
     sal = json.loads((root / "saliency_eval.json").read_text())
     assert sal["images"] == 2 and any(r["model"] == "centre_bias" for r in sal["rows"])
+    # The maps' model against the centre bias, image by image, in the file and in the report.
+    versus = {r["model"]: r for r in sal["versus_centre_bias"]}
+    assert "centre_bias" not in versus and set(versus) == {r["model"] for r in sal["rows"]} - {
+        "centre_bias", "inter-observer (half vs half)"}
+    nss = versus["image_signature"]["NSS"]
+    assert nss["low"] <= nss["difference"] <= nss["high"]
+    line = next(x for x in md.splitlines() if x.startswith("| image_signature |") and " to " in x)
+    assert f"| {nss['difference']:+.3f} ({nss['low']:+.3f} to {nss['high']:+.3f}) |" in line
 
 
 def test_rerun_reuses_every_run_and_report_rebuilds(study, monkeypatch, run_cli):

@@ -277,12 +277,26 @@ def _saliency(res: StudyResults, drawn: dict[str, Path]) -> list[Block]:
             cols = [k for k in rows[0] if k != "model"]
             out.append(Block("table", header=["Model"] + cols,
                              items=[[r["model"]] + [_metric(r.get(k)) for k in cols] for r in rows]))
+        versus = data.get("versus_centre_bias") or []   # absent from studies run before 2026-11-30
+        if versus:
+            cols = [k for k in versus[0] if k != "model"]
+            out += [Block("p", "Each model's per-image difference from the centre bias, with a 95% bootstrap "
+                               "interval over these images: it covers which images were drawn, not training "
+                               "noise, and is not adjusted for the number of metrics."),
+                    Block("table", header=["Model"] + cols,
+                          items=[[r["model"]] + [_difference(r.get(k)) for k in cols] for r in versus])]
     else:
         out.append(Block("p", "No saliency metrics were recorded for this study (set saliency.eval_data)."))
     if "examples" in drawn:
         out += [Block("p", "Validation images with the maps the classifiers were given."),
                 Block("img", text="images and their saliency maps", path=drawn["examples"])]
     return out
+
+
+def _difference(v) -> str:
+    if not isinstance(v, dict):
+        return "-"
+    return f"{v['difference']:+.3f} ({v['low']:+.3f} to {v['high']:+.3f})"
 
 
 def _metric(v) -> str:

@@ -21,6 +21,13 @@ def score(sal: SaliencySettings) -> dict:
             v = row.get(m)
             out[LABELS[m]] = v if v is not None and math.isfinite(v) else None
         rows.append(out)
+    versus = []
+    for name, row in table.versus.items():
+        out = {"model": name}
+        for m in METRICS:
+            v = row[m]
+            out[LABELS[m]] = None if isinstance(v, str) else {"difference": v[0], "low": v[1], "high": v[2]}
+        versus.append(out)
     subset = (f"the first {table.images} images (by name) of" if sal.eval_images is not None else "all "
               f"{table.images} images of")
     note = (f"Scored on {subset} the {sal.eval_split} split of {sal.eval_data.name} (eye fixations), "
@@ -28,4 +35,5 @@ def score(sal: SaliencySettings) -> dict:
             "bias. The inter-observer row is how well half of the observers predict the other half. "
             f"The classifiers of this study were given the maps of `{sal.model}`.")
     return {"type": SALIENCY_TYPE, "version": 1, "model": sal.model, "data": str(sal.eval_data),
-            "split": sal.eval_split, "images": table.images, "rows": rows, "note": note}
+            "split": sal.eval_split, "images": table.images, "rows": rows, "note": note,
+            "versus_centre_bias": versus, "weights": table.models}
