@@ -7,8 +7,9 @@ look and disagree elsewhere; averaging their densities keeps the first and
 spreads the second, which is what a model needs on images unlike its training
 set (DeepGaze IIE, Linardos et al. 2021, calibrates out of domain this way).
 The members share one architecture and one input size (their other settings,
-e.g. fcn's kind of centre-bias prior, may differ); the result is an ordinary saliency checkpoint that `load_predictor`,
-`saliency eval` and `saliency predict` take like any other.
+e.g. fcn's kind of centre-bias prior, may differ); the result is an ordinary
+saliency checkpoint that `load_predictor`, `saliency eval` and `saliency predict`
+take like any other.
 """
 
 from __future__ import annotations
