@@ -91,6 +91,9 @@ def _add_saliency_commands(sub: argparse._SubParsersAction) -> None:
     _add_read_options(p)
     p.add_argument("--precision", dest="precisions", action="append", choices=("auto", "fp32", "bf16"), default=None,
                    help="score the models with weights in this precision (repeatable: one row each; default auto)")
+    p.add_argument("--versus", default="centre_bias", metavar="CKPT_OR_NAME",
+                   help="compare every other model with this one, image by image, with 95%% intervals "
+                        "(default centre_bias; e.g. default, to test a new checkpoint against the shipped model)")
     p.set_defaults(func=_run_saliency_eval)
 
     p = ssub.add_parser("predict", help="write a saliency map for every image of a store")
@@ -144,7 +147,8 @@ def _run_saliency_eval(a: argparse.Namespace) -> int:
     from salclass.saliency.evaluate import eval_cli
 
     return eval_cli(data=a.data, split=a.split, models=a.models, as_json=a.json, limit=a.limit,
-                    read={"points": a.points, "outside": a.outside, "ppd": a.ppd}, precisions=a.precisions)
+                    read={"points": a.points, "outside": a.outside, "ppd": a.ppd}, precisions=a.precisions,
+                    versus=a.versus)
 
 
 def _run_saliency_predict(a: argparse.Namespace) -> int:

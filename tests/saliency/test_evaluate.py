@@ -94,8 +94,9 @@ def test_each_model_is_compared_with_the_centre_bias_image_by_image(osie_table, 
     # often than the 2.5% tails: the 95% interval runs from the lowest to the highest difference.
     assert (low, high) == pytest.approx((min(d), max(d)), rel=1e-9)
     assert set(osie_table.versus) == set(osie_table.rows) - {CENTRE_BIAS, BOUND}
-    doc = osie_table.to_json()["versus_centre_bias"]["image_signature"]["nss"]
-    assert doc == {"difference": mean, "ci95": [low, high]}
+    doc = osie_table.to_json()["versus"]
+    assert doc["against"] == CENTRE_BIAS
+    assert doc["differences"]["image_signature"]["nss"] == {"difference": mean, "ci95": [low, high]}
     assert f"difference from {CENTRE_BIAS}, 95% interval over images" in osie_table.format()
 
 
@@ -118,6 +119,11 @@ def test_a_checkpoint_gets_its_own_row(osie_root, tmp_path):
     assert t.to_json()["models"][str(ckpt)] == f"fcn.pt sha256:{digest}"
     one = evaluate_models(osie_root, "test", [str(ckpt)], limit=1, baselines=False, progress=False)
     assert one.versus[str(ckpt)]["nss"] == "needs at least two images scored by both"
+    # Against the checkpoint instead: the centre bias's differences are the same ones, turned round.
+    rev = evaluate_models(osie_root, "test", [], limit=2, baselines=False, progress=False, versus=str(ckpt))
+    assert rev.against == str(ckpt) and set(rev.versus) == {CENTRE_BIAS}
+    assert rev.versus[CENTRE_BIAS]["nss"][0] == pytest.approx(-t.versus[str(ckpt)]["nss"][0], rel=1e-9)
+    assert f"difference from {ckpt}, 95% interval" in rev.format()
 
 
 def test_cli_json_is_model_metric_value(run_cli, osie_root):
@@ -142,6 +148,7 @@ def test_cli_text_table(run_cli, osie_root):
     (["--data", "{tmp}/nowhere"], "not found"),
     (["--data", "{osie}", "--split", "holdout"], "unknown split"),
     (["--data", "{osie}", "--model", "no_such_model"], "unknown saliency model"),
+    (["--data", "{osie}", "--versus", "no_such_model"], "unknown saliency model"),
     (["--data", "{osie}", "--model", "{tmp}/garbage.pt"], "not a readable checkpoint"),
     (["--data", "{osie}", "--limit", "0"], "at least 1"),
 ])

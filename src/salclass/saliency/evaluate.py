@@ -18,10 +18,10 @@ Each row is traced to what made it (`EvalTable.models`, "models" in the JSON,
 "weights:" under the table): a weight-free model's name, or the weights file
 and the first 16 hex digits of its sha256.
 
-Every other model row is also compared with the centre bias image by image
-(`EvalTable.versus`, "versus_centre_bias" in the JSON, a second table under the
-first): the mean per-image difference and its 95% percentile bootstrap interval
-over the images (2,000 resamples, seeded). The interval covers which images were
+Every other model row is also compared image by image with one row, the
+centre bias unless `versus` names another model (`EvalTable.versus`, "versus" in
+the JSON, a second table under the first): the mean per-image difference and
+its 95% percentile bootstrap interval over the images (2,000 resamples, seeded). The interval covers which images were
 drawn, not training noise, and is not adjusted for the many metrics and rows.
 
 A metric that cannot be computed on the data (the fixation metrics on data
@@ -79,8 +79,9 @@ class EvalTable:
     # row -> what made it: a weight-free model's name, or the weights file and its sha256 prefix,
     # so a published row can be traced to the exact checkpoint (the default changes between releases).
     models: dict[str, str] = field(default_factory=dict)
-    # row -> metric -> (mean difference from the centre bias, CI low, CI high), or a reason instead
+    # row -> metric -> (mean difference from the row `against`, CI low, CI high), or a reason instead
     versus: dict[str, dict[str, tuple[float, float, float] | str]] = field(default_factory=dict)
+    against: str = CENTRE_BIAS
     notes: list[str] = field(default_factory=list)   # about the data: dropped points, a missing bound
 
     def to_json(self) -> dict:
@@ -92,7 +93,8 @@ class EvalTable:
         versus = {model: {m: v if isinstance(v, str) else {"difference": v[0], "ci95": [v[1], v[2]]}
                           for m, v in row.items()} for model, row in self.versus.items()}
         return {"data": self.data, "split": self.split, "images": self.images, "ground_truth": self.ground_truth,
-                "notes": self.notes, "models": self.models, "scores": scores, "versus_centre_bias": versus}
+                "notes": self.notes, "models": self.models, "scores": scores,
+                "versus": {"against": self.against, "differences": versus}}
 
     def format(self) -> str:
         size = f", {self.shape[1]}x{self.shape[0]}" if self.shape else ""
@@ -114,7 +116,7 @@ class EvalTable:
             where = "" if len(models) == len(self.rows) else f" of {', '.join(models)}"
             lines.append(f"- {', '.join(LABELS[m] for m in metrics)}{where}: {text}")
         if self.versus:
-            lines.append(f"difference from {CENTRE_BIAS}, 95% interval over images (KL: lower is better)")
+            lines.append(f"difference from {self.against}, 95% interval over images (KL: lower is better)")
             lines.append(f"{'model':<{width}}  " + "  ".join(f"{LABELS[m]:>15}" for m in METRICS))
             for name, row in self.versus.items():
                 cells = ["-" if isinstance(row[m], str) else f"{row[m][1]:+.3f}..{row[m][2]:+.3f}" for m in METRICS]
@@ -152,13 +154,14 @@ def _default_installed() -> bool:
     return shipped_weights(DEFAULT_MODEL).is_file()
 
 
-def _load_predictors(specs: list[str], batch_size: int, precisions: list[str]) -> tuple[list, dict[str, str]]:
+def _load_predictors(specs: list[str], batch_size: int, precisions: list[str]) -> tuple[list, dict, dict]:
     """One predictor per spec and precision (weight-free models once, in fp32:
-    autocast changes nothing in them), and each one's identity by row name."""
+    autocast changes nothing in them), each one's identity by row name, and
+    each spec's first row name."""
     from salclass.saliency.models import Predictor, load_model
     from salclass.saliency.predict import model_identity
 
-    predictors, identities, seen = [], {}, set()
+    predictors, identities, rows, seen = [], {}, {}, set()
     for spec in specs:
         if spec in seen:
             continue
@@ -171,7 +174,8 @@ def _load_predictors(specs: list[str], batch_size: int, precisions: list[str]) -
                 raise UserError(f"two models would share the row name '{p.name}'")
             predictors.append(p)
             identities[p.name] = model_identity(spec, precision)
-    return predictors, identities
+            rows.setdefault(spec, p.name)
+    return predictors, identities, rows
 
 
 class _Scorer:
@@ -226,14 +230,15 @@ def _resized(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def evaluate_models(data_dir: str | Path, split: str = "test", model_specs: list[str] | tuple[str, ...] = (),
                     *, limit: int | None = None, baselines: bool = True, batch_size: int = 8,
                     progress: bool = True, read: ReadOptions | None = None,
-                    precisions: list[str] | tuple[str, ...] = ("fp32",)) -> EvalTable:
+                    precisions: list[str] | tuple[str, ...] = ("fp32",), versus: str = CENTRE_BIAS) -> EvalTable:
     """Score the weight-free models (if `baselines`), the shipped default
     network (if installed and `baselines`), every spec in `model_specs`
     (names or checkpoint paths) and the inter-observer bound on `split` of the
     fixation data in `data_dir`, read with `read`. `limit` keeps the first N
     images of the split (by name), for quick checks. Models with weights are
     scored once per entry of `precisions` ("fp32", "bf16"; bf16 rows are named
-    "... bf16")."""
+    "... bf16"). Every other row is compared image by image with the row of
+    `versus` (a name or checkpoint; scored too if not among the others)."""
     from tqdm import tqdm
 
     from salclass.saliency.datasets import ReadOptions, open_fixation_data
@@ -255,7 +260,10 @@ def evaluate_models(data_dir: str | Path, split: str = "test", model_specs: list
     specs += [str(s) for s in model_specs]
     if CENTRE_BIAS not in specs:
         specs.insert(0, CENTRE_BIAS)   # the information-gain baseline is always needed
-    predictors, identities = _load_predictors(specs, batch_size, list(dict.fromkeys(precisions)))
+    if str(versus) not in specs:
+        specs.append(str(versus))
+    predictors, identities, spec_rows = _load_predictors(specs, batch_size, list(dict.fromkeys(precisions)))
+    against = spec_rows[str(versus)]
     centre_index = [p.name for p in predictors].index(CENTRE_BIAS)
 
     natives = [ds.image_size(i) for i in range(len(ds))]
@@ -303,12 +311,12 @@ def evaluate_models(data_dir: str | Path, split: str = "test", model_specs: list
 
     table = EvalTable(data=str(data_dir), split=split, images=len(ds),
                       shape=natives[0] if len(set(natives)) == 1 else None, ground_truth=ds.ground_truth,
-                      notes=list(full.notes), models=identities)
+                      notes=list(full.notes), models=identities, against=against)
     missing = _missing(ds)
     for p in predictors:
         table.rows[p.name] = _mean(per_image[p.name])
-        if p.name != CENTRE_BIAS:
-            table.versus[p.name] = _versus(per_image[p.name], per_image[CENTRE_BIAS])
+        if p.name != against:
+            table.versus[p.name] = _versus(per_image[p.name], per_image[against])
         table.reasons[p.name] = {m: missing.get(m, "no image of the split could be scored")
                                  for m, v in table.rows[p.name].items() if math.isnan(v)}
     if with_bound:
@@ -334,13 +342,13 @@ def _missing(ds) -> dict[str, str]:
     return {}
 
 
-def _versus(scores: list[dict[str, float]], centre: list[dict[str, float]]) -> dict:
-    """metric -> (mean, low, high) of the per-image difference from the centre bias, or why not."""
+def _versus(scores: list[dict[str, float]], base: list[dict[str, float]]) -> dict:
+    """metric -> (mean, low, high) of the per-image difference from `base`, or why not."""
     from scipy.stats import bootstrap
 
     out: dict = {}
     for m in METRICS:
-        d = np.asarray([s[m] - c[m] for s, c in zip(scores, centre)], dtype=np.float64)
+        d = np.asarray([s[m] - b[m] for s, b in zip(scores, base)], dtype=np.float64)
         if np.isinf(d).any():
             out[m] = "an infinite score on some image"
             continue
@@ -366,12 +374,14 @@ def _mean(scores: list[dict[str, float]]) -> dict[str, float]:
 
 
 def eval_cli(data: str, split: str = "test", models: list[str] | None = None, as_json: bool = False,
-             limit: int | None = None, read: dict | None = None, precisions: list[str] | None = None) -> int:
+             limit: int | None = None, read: dict | None = None, precisions: list[str] | None = None,
+             versus: str = CENTRE_BIAS) -> int:
     from salclass.saliency.datasets import read_options
     from salclass.saliency.predict import cpu_precision
 
     used = [cpu_precision(p, quiet=True) for p in precisions or ["auto"]]  # bf16 rows are named so
-    table = evaluate_models(data, split, list(models or []), limit=limit, read=read_options(read), precisions=used)
+    table = evaluate_models(data, split, list(models or []), limit=limit, read=read_options(read), precisions=used,
+                            versus=versus)
     if as_json:
         print(json.dumps(table.to_json(), indent=2))
     else:
