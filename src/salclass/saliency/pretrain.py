@@ -40,6 +40,7 @@ from salclass.errors import UserError
 from salclass.io import atomic_torch_save, atomic_write_json
 from salclass.lock import folder_lock
 from salclass.saliency.models import create, trunk_checkpoint
+from salclass.saliency.models.base import to_input
 from salclass.saliency.training import lr_factor
 from salclass.settings import load_settings, save_settings, to_dict
 from salclass.training.run_folder import DONE_TYPE, RunFolder
@@ -95,10 +96,7 @@ def _batch(store: Store, idx: np.ndarray, size: int) -> torch.Tensor:
     order = np.argsort(idx)  # sorted reads from the memory map, then back to the drawn order
     rows = np.empty((len(idx), *store.images.shape[1:]), dtype=np.uint8)
     rows[order] = store.images[idx[order]]
-    x = torch.from_numpy(rows).permute(0, 3, 1, 2).float().div_(255.0)
-    if x.shape[-1] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
-    return x
+    return to_input(rows, (size, size))
 
 
 def _crop_flip(x: torch.Tensor, crop: int, gen: torch.Generator) -> torch.Tensor:
