@@ -52,8 +52,9 @@ def test_ensemble_refuses_what_it_cannot_average(tmp_path, run_cli):
     with pytest.raises(UserError, match="at least 2 models"):
         combine([a])
     assert load_predictor("ensemble").model.settings()["members"] == 6  # by name: the shipped file
-    with pytest.raises(UserError, match="needs trained weights.*salclass saliency train --model fcn"):
-        load_predictor("fcn")  # no single net is shipped since the ensemble is
+    assert "members" not in load_predictor("fcn").model.settings()  # the fast single net shipped beside it
+    with pytest.raises(UserError, match="needs trained weights.*salclass saliency train --model salnet_shallow"):
+        load_predictor("salnet_shallow")
     assert "ensemble" not in weight_free_models()
 
     (b, _) = _member(tmp_path, 1)
