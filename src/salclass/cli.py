@@ -98,7 +98,9 @@ def _add_saliency_commands(sub: argparse._SubParsersAction) -> None:
 
     p = ssub.add_parser("predict", help="write a saliency map for every image of a store")
     p.add_argument("store", help="a store split folder, or a store root with train/ and val/")
-    p.add_argument("--model", default="default", help="checkpoint path or model name (default: the shipped model)")
+    p.add_argument("--model", default="default",
+                   help="checkpoint path or model name (default: the shipped six-net ensemble; "
+                        "fcn: one of its nets, about 6x faster and weaker)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--overwrite", action="store_true", help="replace maps already in the store")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
