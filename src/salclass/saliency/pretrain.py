@@ -54,7 +54,7 @@ class PretrainConfig:
     out: Path
     model: str = "fcn"
     model_settings: dict = field(default_factory=dict)
-    epochs: int = 8
+    epochs: int = 20
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
