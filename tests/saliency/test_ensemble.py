@@ -52,7 +52,13 @@ def test_ensemble_refuses_what_it_cannot_average(tmp_path, run_cli):
     with pytest.raises(UserError, match="at least 2 models"):
         combine([a])
     assert load_predictor("ensemble").model.settings()["members"] == 6  # by name: the shipped file
-    assert "members" not in load_predictor("fcn").model.settings()  # the fast single net shipped beside it
+    single = load_predictor("fcn").model.state_dict()  # the fast single net shipped beside it: one of the six
+
+    def same(member) -> bool:
+        theirs = member.state_dict()
+        return theirs.keys() == single.keys() and all(torch.equal(theirs[k], v) for k, v in single.items())
+
+    assert any(same(m) for m in load_predictor("ensemble").model.members)
     with pytest.raises(UserError, match="needs trained weights.*salclass saliency train --model salnet_shallow"):
         load_predictor("salnet_shallow")
     assert "ensemble" not in weight_free_models()
