@@ -77,6 +77,9 @@ def _add_saliency_commands(sub: argparse._SubParsersAction) -> None:
     p = ssub.add_parser("ensemble", help="one saliency model from several trained ones: the mean of their densities")
     p.add_argument("checkpoints", nargs="+", metavar="CKPT", help="saliency checkpoints or run folders, one architecture")
     p.add_argument("--out", required=True, help="the ensemble's checkpoint file (must not exist)")
+    p.add_argument("--centre-weight", type=float, default=0.0, metavar="W",
+                   help="mix the members' mean density with the fitted centre bias: (1-W)*mean + W*centre bias "
+                        "(default 0)")
     p.set_defaults(func=_run_saliency_ensemble)
 
     p = ssub.add_parser("eval", help="score saliency models with the benchmark metrics")
@@ -142,7 +145,7 @@ def _run_saliency_pretrain(a: argparse.Namespace) -> int:
 def _run_saliency_ensemble(a: argparse.Namespace) -> int:
     from salclass.saliency.models.ensemble import ensemble_cli
 
-    return ensemble_cli(a.checkpoints, a.out)
+    return ensemble_cli(a.checkpoints, a.out, a.centre_weight)
 
 
 def _run_saliency_eval(a: argparse.Namespace) -> int:

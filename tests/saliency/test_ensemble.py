@@ -10,6 +10,7 @@ from salclass.errors import UserError
 from salclass.io import atomic_torch_save
 from salclass.saliency.evaluate import weight_free_models
 from salclass.saliency.models import Predictor, create, load_model, load_predictor, model_checkpoint
+from salclass.saliency.models.baselines import centre_bias_map
 from salclass.saliency.models.ensemble import combine
 
 
@@ -38,7 +39,7 @@ def test_ensemble_is_the_mean_of_its_members_densities(tmp_path):
     atomic_torch_save(model_checkpoint(ens), saved)
     loaded, _ = load_model(saved)
     assert loaded.settings() == {"architecture": "fcn", "member_settings": [ma.settings(), mb.settings()],
-                                 "members": 2}
+                                 "members": 2, "centre_weight": 0.0}
     img = np.random.default_rng(0).integers(0, 256, (1, 60, 80, 3), dtype=np.uint8)
     np.testing.assert_array_equal(load_predictor(saved).predict(img), Predictor(combine([a, b]), "e").predict(img))
     with torch.no_grad():
@@ -74,3 +75,29 @@ def test_ensemble_refuses_what_it_cannot_average(tmp_path, run_cli):
     assert code == 2 and "is an ensemble already" in err and "Traceback" not in err
     code, _, err = run_cli("saliency", "ensemble", str(a), str(tmp_path / "missing.pt"), "--out", str(tmp_path / "g.pt"))
     assert code == 2 and "checkpoint not found" in err
+
+
+def test_ensemble_mixes_in_the_fitted_centre_bias(tmp_path, run_cli):
+    (a, ma), (b, mb) = _member(tmp_path, 0), _member(tmp_path, 1)
+    x = torch.rand(2, 3, 48, 64)
+    mixed = combine([a, b], centre_weight=0.25)
+    with torch.no_grad():
+        mean, got = (ma.raw(x) + mb.raw(x)) / 2, mixed.raw(x)
+    h, w = mean.shape[-2:]
+    centre = torch.from_numpy(centre_bias_map(h, w)).float()
+    assert centre[h // 2, w // 2] == centre.max() > 10 * centre[0, 0]  # a Gaussian on the centre, not a flat map
+    torch.testing.assert_close(got, 0.75 * mean + 0.25 * centre / centre.sum(), rtol=1e-5, atol=1e-9)
+    torch.testing.assert_close(got.flatten(1).sum(1), torch.ones(2))
+
+    out = tmp_path / "mixed.pt"
+    code, stdout, _ = run_cli("saliency", "ensemble", str(a), str(b), "--centre-weight", "0.25", "--out", str(out))
+    assert code == 0 and "mixed with the centre bias at 0.25" in stdout
+    loaded, _ = load_model(out)
+    assert loaded.settings()["centre_weight"] == 0.25
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.raw(x), got)
+    for bad in ("1", "-0.1", "nan"):
+        code, _, err = run_cli("saliency", "ensemble", str(a), str(b), "--centre-weight", bad,
+                               "--out", str(tmp_path / f"bad{bad}.pt"))
+        assert code == 2 and "--centre-weight must be at least 0 and below 1" in err and "Traceback" not in err
+        assert not (tmp_path / f"bad{bad}.pt").exists()

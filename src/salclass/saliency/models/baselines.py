@@ -88,10 +88,19 @@ class CentreBias(_WeightFree):
         return {"sigma_x": self.sigma_x, "sigma_y": self.sigma_y}
 
     def map_one(self, img: np.ndarray) -> np.ndarray:
-        h, w = img.shape[-2:]
-        gx = ((np.arange(w) + 0.5) / w - 0.5) / self.sigma_x
-        gy = ((np.arange(h) + 0.5) / h - 0.5) / self.sigma_y
-        return np.exp(-0.5 * (gy[:, None] ** 2 + gx[None, :] ** 2))
+        return centre_bias_map(*img.shape[-2:], self.sigma_x, self.sigma_y)
+
+
+def centre_bias_map(height: int, width: int, sigma_x: float | None = None, sigma_y: float | None = None) -> np.ndarray:
+    """(height, width) Gaussian centred on the frame at the pixel centres,
+    maximum 1; widths in fractions of the sides, by default the fitted ones."""
+    if sigma_x is None or sigma_y is None:
+        fitted = read_centre_bias()
+        sigma_x = fitted["sigma_x"] if sigma_x is None else sigma_x
+        sigma_y = fitted["sigma_y"] if sigma_y is None else sigma_y
+    gx = ((np.arange(width) + 0.5) / width - 0.5) / sigma_x
+    gy = ((np.arange(height) + 0.5) / height - 0.5) / sigma_y
+    return np.exp(-0.5 * (gy[:, None] ** 2 + gx[None, :] ** 2))
 
 
 def _blur(m: np.ndarray, fraction: float) -> np.ndarray:
