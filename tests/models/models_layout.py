@@ -25,14 +25,15 @@ LAYOUT = {
     "FanIn3_noS": (3, 0, 0, 0, True),
 }
 CONTROLS = [n for n in LAYOUT if n not in ("RGB", "FanIn3_noS")]
-ALL = list(LAYOUT) + [n + "-const" for n in CONTROLS]
+SUFFIXES = ("-const", "-centre")
+ALL = list(LAYOUT) + [n + suffix for suffix in SUFFIXES for n in CONTROLS]
 CLASSES = 7
 
 
 def expected_shapes(name: str, size: int, block_order: str = "relu-bn") -> tuple[dict[str, tuple], dict[str, int]]:
     """(output shape of every named submodule, input channels of each conv). In the
     thesis's order ("relu-bn") the map joins after the ReLU, so the ReLU has no map channel."""
-    cin, extra1, extra2, branch, no_conv2 = LAYOUT[name.removesuffix("-const")]
+    cin, extra1, extra2, branch, no_conv2 = LAYOUT[name.removesuffix("-const").removesuffix("-centre")]
     s = dict(SIDE[size])
     if no_conv2:
         s.update(SIDE_NO_CONV2[size])

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from models_layout import CONTROLS, LAYOUT
+from models_layout import ALL, CONTROLS, LAYOUT
 
 # Side of the maps entering fc6 (see test_shapes for the derivation).
 POOL5 = {128: 1, 227: 5}
@@ -27,7 +27,7 @@ def bn(c):
 
 
 def hand_count(name: str, size: int, classes: int) -> dict[str, dict]:
-    cin, extra1, extra2, branch, no_conv2 = LAYOUT[name.removesuffix("-const")]
+    cin, extra1, extra2, branch, no_conv2 = LAYOUT[name.removesuffix("-const").removesuffix("-centre")]
     layers = {"conv1": conv(11, cin, 96), "bn1": bn(96 + extra1)}
     if no_conv2:
         c3_in, side = 96, POOL5_NO_CONV2[size]
@@ -59,7 +59,7 @@ def test_json_counts_match_hand_arithmetic(run_cli, size, classes):
     assert code == 0, err
     rep = json.loads(out)
     assert rep["size"] == size and rep["num_classes"] == classes
-    names = list(LAYOUT) + [n + "-const" for n in CONTROLS]
+    names = ALL
     assert sorted(rep["variants"]) == sorted(names)
     base = hand_count("RGB", size, classes)
     base_w = sum(v["weights"] for v in base.values())
@@ -141,10 +141,10 @@ def test_thesis_figures_checked(reports):
     assert f"{(9216 - 256) * 4096:,}" in fewer["why"]
 
 
-def test_const_controls_have_their_variants_parameters(reports):
+def test_map_controls_have_their_variants_parameters(reports):
     v = reports[(128, 10)]["variants"]
     for name in CONTROLS:
-        assert v[name + "-const"] == v[name]
+        assert v[name + "-const"] == v[name] == v[name + "-centre"]
 
 
 def test_params_rejects_bad_arguments(run_cli):

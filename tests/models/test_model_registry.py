@@ -1,4 +1,4 @@
-"""Registry, constant-map controls and bad input."""
+"""Registry, the map controls (constant and centre bias) and bad input."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ def test_names_and_descriptions():
     assert list(described) == names
     assert all(described[n] and described[n] != n for n in names)
     assert all("constant" in described[n + "-const"] for n in CONTROLS)
+    assert all("centre bias" in described[n + "-centre"] for n in CONTROLS)
 
 
 def test_unknown_name_lists_the_valid_ones():
@@ -38,6 +39,7 @@ def test_thesis_spellings_find_the_variant():
     assert create("RGB-1S-2S", 3).variant == "RGB_1S2S"
     assert create("Fan-in3", 3).variant == "FanIn3"
     assert create("fanin1-CONST", 3).variant == "FanIn1-const"
+    assert create("Fan-in3-Centre", 3).variant == "FanIn3-centre"
 
 
 @pytest.mark.parametrize("block_order", list(BLOCK_ORDERS))
@@ -57,6 +59,26 @@ def test_constant_map_control_ignores_the_map(name, block_order):
         assert torch.equal(a, real(image, torch.full_like(sal, 0.5)))
         # while the real variant does read the map
         assert not torch.equal(real(image, sal), real(image, other))
+
+
+@pytest.mark.parametrize("name", CONTROLS)
+def test_centre_bias_control_is_the_network_fed_the_fitted_centre_bias(name):
+    from salclass.saliency.models.baselines import centre_bias_map
+
+    torch.manual_seed(0)
+    control = create(name + "-centre", 4, dropout=0.0).eval()
+    real = create(name, 4, dropout=0.0).eval()
+    real.load_state_dict(control.state_dict())  # same network, same parameters
+    assert control.uses_saliency is False
+    image, sal = _pair(5)
+    m = centre_bias_map(128, 128)
+    centre = torch.from_numpy(m / m.max()).float().expand(2, 1, 128, 128)  # maximum 1, as the stored maps are
+    assert centre[0, 0, 63, 64] == 1.0 and centre[0, 0, 0, 0] < 0.05  # peaked on the middle
+    with torch.no_grad():
+        a = control(image, sal)
+        assert torch.equal(a, control(image, None))
+        assert torch.equal(a, real(image, centre))
+        assert not torch.equal(a, real(image, torch.full_like(sal, 0.5)))
 
 
 @pytest.mark.parametrize("block_order", list(BLOCK_ORDERS))

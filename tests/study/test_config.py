@@ -39,7 +39,7 @@ def test_thesis_128_has_every_stage_and_control(monkeypatch):
     cfg = load_study(REPO / "configs/study/thesis-128.yaml")
     models = {e.model for e in cfg.experiments}
     assert {"RGB", "RGBS", "RGB_1S2S", "RGBS_1S2S", "RGBxS", "RGB_1xS2xS", "RGBxS_1xS2xS", "FanIn1", "FanIn2",
-            "FanIn3", "FanIn3_noS", "FanIn1-const", "FanIn2-const", "FanIn3-const"} <= models
+            "FanIn3", "FanIn3_noS", "FanIn1-const", "FanIn2-const", "FanIn3-const", "RGBS-centre", "FanIn3-centre"} <= models
     stage1 = [e for e in cfg.experiments if e.stage == "stage1"]
     assert len(stage1) == 6 and all(e.init_from == "RGB*" and cfg.schedule(e)[0] == 30 for e in stage1)
     assert any(e.attention is not None and e.attention.beta > 0 for e in cfg.experiments)

@@ -102,11 +102,17 @@ class SaliencyAlexNet(nn.Module):
 
     `const_map`: if set, the map is replaced inside forward by this constant
     (the control with no saliency information; the given map is never read).
+    `centre_map`: if true, the map is replaced by the centre bias fitted on OSIE
+    (a Gaussian on the centre of the input, maximum 1, as the stored maps are
+    scaled): the control with where people look in general, nothing of the image.
+    It is centred on the crop the network sees, which training's random crops
+    move at most a few pixels off the image's centre.
     `block_order`: "relu-bn" (the thesis's) or "bn-relu", see the module doc.
     """
 
     def __init__(self, spec: Spec, num_classes: int, input_size: int = 128, dropout: float = 0.5,
-                 const_map: float | None = None, name: str = "", block_order: str = DEFAULT_BLOCK_ORDER) -> None:
+                 const_map: float | None = None, name: str = "", block_order: str = DEFAULT_BLOCK_ORDER,
+                 centre_map: bool = False) -> None:
         super().__init__()
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             raise UserError(f"num_classes must be a positive integer, got {num_classes!r}")
@@ -116,13 +122,17 @@ class SaliencyAlexNet(nn.Module):
             raise UserError(f"dropout must be in [0, 1), got {dropout!r}")
         if block_order not in BLOCK_ORDERS:
             raise UserError(f"block_order must be one of {', '.join(BLOCK_ORDERS)}, got {block_order!r}")
-        if const_map is not None and not spec.uses_saliency:
-            raise UserError(f"{name or 'this variant'} does not use a saliency map, so it has no constant-map control")
+        if (const_map is not None or centre_map) and not spec.uses_saliency:
+            raise UserError(f"{name or 'this variant'} does not use a saliency map, so it has no map control")
+        if const_map is not None and centre_map:
+            raise ValueError("a control replaces the map by a constant or by the centre bias, not both")
         self.spec = spec
         self.variant = name
         self.num_classes = num_classes
         self.input_size = input_size
         self.const_map = const_map
+        self.centre_map = bool(centre_map)
+        self._centre_cache: dict[tuple, torch.Tensor] = {}
         self.block_order = block_order
         sizes = spatial_sizes(spec, input_size)
 
@@ -172,8 +182,8 @@ class SaliencyAlexNet(nn.Module):
 
     @property
     def uses_saliency(self) -> bool:
-        """Whether forward reads the saliency map (False for the constant-map controls)."""
-        return self.spec.uses_saliency and self.const_map is None
+        """Whether forward reads the saliency map (False for the map controls)."""
+        return self.spec.uses_saliency and self.const_map is None and not self.centre_map
 
     def _saliency(self, image: torch.Tensor, saliency: torch.Tensor | None) -> torch.Tensor | None:
         if not self.spec.uses_saliency:
@@ -181,11 +191,22 @@ class SaliencyAlexNet(nn.Module):
         b, _, h, w = image.shape
         if self.const_map is not None:
             return image.new_full((b, 1, h, w), self.const_map)
+        if self.centre_map:
+            return self._centre(h, w, image).expand(b, 1, h, w)
         if saliency is None:
             raise UserError(f"model {self.variant} needs a saliency map, but none was given")
         if saliency.dim() != 4 or tuple(saliency.shape) != (b, 1, h, w):
             raise UserError(f"saliency map shape {tuple(saliency.shape)} does not match the image: expected {(b, 1, h, w)}")
         return saliency.to(image.dtype)
+
+    def _centre(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+        key = (h, w, like.device, like.dtype)
+        if key not in self._centre_cache:
+            from salclass.saliency.models.baselines import centre_bias_map
+
+            m = centre_bias_map(h, w)
+            self._centre_cache[key] = torch.from_numpy(m / m.max()).to(like).view(1, 1, h, w)
+        return self._centre_cache[key]
 
     @staticmethod
     def _inject(x: torch.Tensor, s: torch.Tensor, how: str | None) -> torch.Tensor:

@@ -160,8 +160,8 @@ def _n(v: int | None) -> str:
 
 
 def format_report(rep: dict) -> str:
-    variants = {n: v for n, v in rep["variants"].items() if not get_variant(n).const}
-    consts = [n for n in rep["variants"] if get_variant(n).const]
+    variants = {n: v for n, v in rep["variants"].items() if not get_variant(n).control}
+    consts = [n for n in rep["variants"] if get_variant(n).control]
     order = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8", "sal_conv1", "sal_conv2"]
     lines = [f"Parameters at {rep['size']}x{rep['size']} input, {rep['num_classes']} classes "
              f"(difference to {rep['baseline']})",
@@ -189,7 +189,7 @@ def format_report(rep: dict) -> str:
         rows.append([name, *cells, _n(v["total"]), f"{v['diff_total']:+,}"])
     lines += _table(["variant", *order, "total", "diff"], rows)
     if consts:
-        lines += ["", f"The constant-map controls ({', '.join(consts)}) have exactly the parameters of their variant."]
+        lines += ["", f"The map controls ({', '.join(consts)}) have exactly the parameters of their variant."]
     lines += ["", "The thesis's figures (section 3.6; counted there as kernel weights):"]
     rows = [[c["claim"], _n(c["stated"]) if isinstance(c["stated"], int) else c["stated"],
              _n(c["actual"]) if isinstance(c["actual"], int) else c["actual"],

@@ -2,7 +2,10 @@
 
 A variant is one small function returning a `Spec`, decorated with
 `@register("Name")`; its docstring's first line is its description. Every
-variant that reads the map gets a constant-map control "<Name>-const" for free.
+variant that reads the map gets two controls for free, the same network fed
+another map: "<Name>-const" (a constant: no information at all) and
+"<Name>-centre" (the fitted centre bias: where people look in any image,
+nothing of this one).
 """
 
 from __future__ import annotations
@@ -14,7 +17,12 @@ from salclass.errors import UserError
 from salclass.models.alexnet import DEFAULT_BLOCK_ORDER, SaliencyAlexNet, Spec
 
 CONST_SUFFIX = "-const"
+CENTRE_SUFFIX = "-centre"
 DEFAULT_CONST_VALUE = 0.5
+_CONTROLS = {
+    "const": (CONST_SUFFIX, "a constant map"),
+    "centre": (CENTRE_SUFFIX, "the fitted centre bias (the same Gaussian for every image)"),
+}
 
 
 @dataclass(frozen=True)
@@ -22,7 +30,12 @@ class Variant:
     name: str
     description: str
     spec: Spec
-    const: bool = False
+    control: str = ""   # "", or which map replaces the saliency map: "const" or "centre"
+    base: str = ""      # the variant a control is a control of (its own name otherwise)
+
+    @property
+    def const(self) -> bool:
+        return self.control == "const"
 
 
 _VARIANTS: dict[str, Variant] = {}
@@ -48,19 +61,20 @@ def register(name: str) -> Callable[[Callable[[], Spec]], Callable[[], Spec]]:
         if not isinstance(spec, Spec):
             raise TypeError(f"variant {name!r}: the registered function must return a Spec")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _add(Variant(name, doc[0] if doc else name, spec))
+        _add(Variant(name, doc[0] if doc else name, spec, base=name))
         if spec.uses_saliency:
-            _add(Variant(name + CONST_SUFFIX,
-                         f"control: {name} fed a constant map instead of the saliency map (same network and parameters)",
-                         spec, const=True))
+            for control, (suffix, what) in _CONTROLS.items():
+                _add(Variant(name + suffix, f"control: {name} fed {what} instead of the saliency map "
+                             "(same network and parameters)", spec, control, name))
         return fn
 
     return decorate
 
 
 def list_models() -> list[str]:
-    """All variant names: the thesis's and ours first, then the constant-map controls."""
-    return [v.name for v in sorted(_VARIANTS.values(), key=lambda v: v.const)]
+    """All variant names: the thesis's and ours first, then the constant-map controls, then the centre-bias ones."""
+    order = ["", *_CONTROLS]
+    return [v.name for v in sorted(_VARIANTS.values(), key=lambda v: order.index(v.control))]
 
 
 def describe_models() -> list[tuple[str, str]]:
@@ -85,8 +99,8 @@ def create(name: str, num_classes: int, input_size: int = 128, dropout: float = 
     """
     variant = get_variant(name)
     return SaliencyAlexNet(variant.spec, num_classes, input_size=input_size, dropout=dropout,
-                           const_map=float(const_value) if variant.const else None, name=variant.name,
-                           block_order=block_order)
+                           const_map=float(const_value) if variant.const else None,
+                           centre_map=variant.control == "centre", name=variant.name, block_order=block_order)
 
 
 # --- the variants ---------------------------------------------------------------

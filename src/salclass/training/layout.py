@@ -29,7 +29,7 @@ CPU_CHANNELS_LAST: dict[tuple[str, str], bool] = {
 
 
 def cpu_channels_last(variant: str, precision: str) -> bool:
-    """Whether `variant` (a "-const" control like its variant) runs channels-last on the CPU in `precision`."""
-    from salclass.models.registry import CONST_SUFFIX
+    """Whether `variant` (a map control like its variant) runs channels-last on the CPU in `precision`."""
+    from salclass.models.registry import get_variant
 
-    return CPU_CHANNELS_LAST.get((variant.removesuffix(CONST_SUFFIX), precision), False)
+    return CPU_CHANNELS_LAST.get((get_variant(variant).base, precision), False)
