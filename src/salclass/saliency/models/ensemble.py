@@ -6,15 +6,15 @@ Nets trained from other seeds agree where the image says clearly where people
 look and disagree elsewhere; averaging their densities keeps the first and
 spreads the second, which is what a model needs on images unlike its training
 set (DeepGaze IIE, Linardos et al. 2021, calibrates out of domain this way).
+The members share one architecture and one input size (their other settings,
+e.g. fcn's kind of centre-bias prior, may differ); the result is an ordinary
+saliency checkpoint that `load_predictor`, `saliency eval` and `saliency predict`
+take like any other.
 
 `--centre-weight W` mixes the mean with the fitted centre bias (a density too):
 (1 - W) * mean + W * centre bias. The likelihood on OSIE's own images is highest
 at W = 0; a little of the centre bias hedges the nets' guesses on images unlike
 OSIE's (docs/saliency-models.md, round four, says how the shipped W was chosen).
-The members share one architecture and one input size (their other settings,
-e.g. fcn's kind of centre-bias prior, may differ); the result is an ordinary
-saliency checkpoint that `load_predictor`, `saliency eval` and `saliency predict`
-take like any other.
 """
 
 from __future__ import annotations
