@@ -63,7 +63,7 @@ def test_constant_map_control_ignores_the_map(name, block_order):
 
 @pytest.mark.parametrize("name", CONTROLS)
 def test_centre_bias_control_is_the_network_fed_the_fitted_centre_bias(name):
-    from salclass.saliency.models.baselines import centre_bias_map
+    from salclass.saliency.models.baselines import CentreBias, centre_bias_map
 
     torch.manual_seed(0)
     control = create(name + "-centre", 4, dropout=0.0).eval()
@@ -71,7 +71,8 @@ def test_centre_bias_control_is_the_network_fed_the_fitted_centre_bias(name):
     real.load_state_dict(control.state_dict())  # same network, same parameters
     assert control.uses_saliency is False
     image, sal = _pair(5)
-    m = centre_bias_map(128, 128)
+    fitted = CentreBias()
+    m = centre_bias_map(128, 128, fitted.sigma_x, fitted.sigma_y)
     centre = torch.from_numpy(m / m.max()).float().expand(2, 1, 128, 128)  # maximum 1, as the stored maps are
     assert centre[0, 0, 63, 64] == 1.0 and centre[0, 0, 0, 0] < 0.05  # peaked on the middle
     with torch.no_grad():

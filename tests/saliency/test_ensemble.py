@@ -10,7 +10,7 @@ from salclass.errors import UserError
 from salclass.io import atomic_torch_save
 from salclass.saliency.evaluate import weight_free_models
 from salclass.saliency.models import Predictor, create, load_model, load_predictor, model_checkpoint
-from salclass.saliency.models.baselines import centre_bias_map
+from salclass.saliency.models.baselines import CentreBias, centre_bias_map
 from salclass.saliency.models.ensemble import combine
 
 
@@ -84,7 +84,8 @@ def test_ensemble_mixes_in_the_fitted_centre_bias(tmp_path, run_cli):
     with torch.no_grad():
         mean, got = (ma.raw(x) + mb.raw(x)) / 2, mixed.raw(x)
     h, w = mean.shape[-2:]
-    centre = torch.from_numpy(centre_bias_map(h, w)).float()
+    fitted = CentreBias()
+    centre = torch.from_numpy(centre_bias_map(h, w, fitted.sigma_x, fitted.sigma_y)).float()
     assert centre[h // 2, w // 2] == centre.max() > 10 * centre[0, 0]  # a Gaussian on the centre, not a flat map
     torch.testing.assert_close(got, 0.75 * mean + 0.25 * centre / centre.sum(), rtol=1e-5, atol=1e-9)
     torch.testing.assert_close(got.flatten(1).sum(1), torch.ones(2))

@@ -202,9 +202,10 @@ class SaliencyAlexNet(nn.Module):
     def _centre(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
         key = (h, w, like.device, like.dtype)
         if key not in self._centre_cache:
-            from salclass.saliency.models.baselines import centre_bias_map
+            from salclass.saliency.models.baselines import CentreBias, centre_bias_map
 
-            m = centre_bias_map(h, w)
+            fitted = CentreBias()
+            m = centre_bias_map(h, w, fitted.sigma_x, fitted.sigma_y)
             self._centre_cache[key] = torch.from_numpy(m / m.max()).to(like).view(1, 1, h, w)
         return self._centre_cache[key]
 

@@ -33,10 +33,6 @@ class Variant:
     control: str = ""   # "", or which map replaces the saliency map: "const" or "centre"
     base: str = ""      # the variant a control is a control of (its own name otherwise)
 
-    @property
-    def const(self) -> bool:
-        return self.control == "const"
-
 
 _VARIANTS: dict[str, Variant] = {}
 
@@ -99,7 +95,7 @@ def create(name: str, num_classes: int, input_size: int = 128, dropout: float = 
     """
     variant = get_variant(name)
     return SaliencyAlexNet(variant.spec, num_classes, input_size=input_size, dropout=dropout,
-                           const_map=float(const_value) if variant.const else None,
+                           const_map=float(const_value) if variant.control == "const" else None,
                            centre_map=variant.control == "centre", name=variant.name, block_order=block_order)
 
 

@@ -91,13 +91,9 @@ class CentreBias(_WeightFree):
         return centre_bias_map(*img.shape[-2:], self.sigma_x, self.sigma_y)
 
 
-def centre_bias_map(height: int, width: int, sigma_x: float | None = None, sigma_y: float | None = None) -> np.ndarray:
+def centre_bias_map(height: int, width: int, sigma_x: float, sigma_y: float) -> np.ndarray:
     """(height, width) Gaussian centred on the frame at the pixel centres,
-    maximum 1; widths in fractions of the sides, by default the fitted ones."""
-    if sigma_x is None or sigma_y is None:
-        fitted = read_centre_bias()
-        sigma_x = fitted["sigma_x"] if sigma_x is None else sigma_x
-        sigma_y = fitted["sigma_y"] if sigma_y is None else sigma_y
+    maximum 1; widths in fractions of the sides (`CentreBias()` holds the fitted ones)."""
     gx = ((np.arange(width) + 0.5) / width - 0.5) / sigma_x
     gy = ((np.arange(height) + 0.5) / height - 0.5) / sigma_y
     return np.exp(-0.5 * (gy[:, None] ** 2 + gx[None, :] ** 2))

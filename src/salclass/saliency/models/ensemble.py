@@ -26,7 +26,7 @@ from torch import nn
 
 from salclass.errors import UserError
 from salclass.saliency.models.base import SaliencyModel
-from salclass.saliency.models.baselines import centre_bias_map
+from salclass.saliency.models.baselines import CentreBias, centre_bias_map
 from salclass.saliency.models.registry import create, register
 
 
@@ -55,6 +55,8 @@ class Ensemble(SaliencyModel):
             raise ValueError(f"{len(each)} member settings for {members} members")
         self.architecture = architecture
         self.centre_weight = float(centre_weight)
+        fitted = CentreBias()   # read once here, not on every batch
+        self._centre_widths = (fitted.sigma_x, fitted.sigma_y)
         self.member_settings = [dict(s) for s in each]
         self.members = nn.ModuleList(create(architecture, **s) for s in self.member_settings)
 
@@ -74,7 +76,7 @@ class Ensemble(SaliencyModel):
         mean = total / len(self.members)
         if not self.centre_weight:
             return mean
-        centre = torch.from_numpy(centre_bias_map(*mean.shape[-2:])).to(mean)
+        centre = torch.from_numpy(centre_bias_map(*mean.shape[-2:], *self._centre_widths)).to(mean)
         return (1.0 - self.centre_weight) * mean + self.centre_weight * centre / centre.sum()
 
 
