@@ -1,14 +1,15 @@
-# Two entry points: `make demo` (the main job) and `make test`. Both build the
-# virtual environment on first use; later runs reuse it.
+# `make demo` (the main job) and `make test`; `make bench`, `make bench-study` and `make calibrate` re-measure
+# what docs/benchmarks.md records. Each builds the virtual environment on first use; later runs reuse it.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # The CPU build of PyTorch; a GPU user sets TORCH_SPEC (see README).
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# The shared data: DATA/imagenette (classification), DATA/osie (eye fixations); every step of `make demo` reads it.
 DATA ?= ../shared/data
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test bench bench-study calibrate clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,15 +23,25 @@ demo: $(STAMP)
 	  $(VENV)/bin/salclass inspect out/imagenette-144/val; } >/dev/null 2>&1 || \
 		$(VENV)/bin/salclass prepare $(DATA)/imagenette out/imagenette-144 --size 144
 	$(VENV)/bin/salclass inspect out/imagenette-144/train --json
-	$(VENV)/bin/salclass study --config configs/study/quick.yaml --out out/quick
+	$(VENV)/bin/salclass study --config configs/study/quick.yaml --out out/quick \
+		--set data.source=$(DATA)/imagenette --set saliency.eval_data=$(DATA)/osie
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The speed benchmarks: the loader, training steps (fp32, and bf16 where the CPU has it natively), saliency maps/s.
 bench: $(STAMP)
-	$(PY) benchmarks/loader.py
-	$(PY) benchmarks/train_speed.py
-	$(PY) benchmarks/verdicts.py
+	$(PY) benchmarks/loader.py --src $(DATA)/imagenette
+	$(PY) benchmarks/train_speed.py --src $(DATA)/imagenette
+	$(PY) benchmarks/predict_speed.py --model fcn,default --precisions fp32 --images 256
+
+# The quick study run twice, with --jobs 1 and with --jobs 2, one thread per run.
+bench-study: $(STAMP)
+	$(PY) benchmarks/study_parallel.py
+
+# The statistics, not a speed: false-verdict rates of the study's rule on simulated null studies.
+calibrate: $(STAMP)
+	$(PY) benchmarks/verdicts.py --studies 500
 
 clean-venv:
 	rm -rf $(VENV)
