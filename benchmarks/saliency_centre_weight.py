@@ -7,7 +7,7 @@ ensemble --centre-weight W` saves) is set to each weight in turn and the maps
 are scored as `salclass saliency eval` scores them: mean CC, information gain
 over the centre bias (bits per fixation), NSS and AUC-Judd. The weight of
 highest CC is printed last (ties go to the smaller weight). This is how the
-shipped default's 0.15 was chosen (round four, docs/saliency-models.md). Run it
+shipped default's 0.15 was chosen (round four, docs/results.md). Run it
 on OSIE's validation split, never on the held-out scenes: what is chosen here
 would be chosen on them otherwise.
 """
