@@ -72,11 +72,12 @@ def train_settings(cfg: StudyConfig, layout: StudyLayout, e: Experiment, seed: i
     return merge(merge(cfg.train, e.train), fixed)
 
 
-def resolve_study_precision(cfg: StudyConfig) -> None:
+def resolve_study_precision(cfg: StudyConfig) -> list[str]:
     """Turn the study's `train.precision` into the concrete one of this machine
     (in place), once, so every run gets the same and study.yaml records it. An
     experiment may name fp32 or bf16 itself (a study comparing precisions);
-    its `auto` means the study's."""
+    its `auto` means the study's. Returns the notes on how it was resolved, to
+    be said once the folder accepted it."""
     from salclass.precision import resolve_precision
     from salclass.training.distributed import World
     from salclass.training.main import resolve_device
@@ -85,10 +86,12 @@ def resolve_study_precision(cfg: StudyConfig) -> None:
     if setting not in ("auto", "fp32", "bf16"):
         raise UserError(f"train.precision must be auto, fp32 or bf16, got {setting!r}")
     device = resolve_device(str(cfg.train.get("device", "auto")), World())
-    cfg.train["precision"] = resolve_precision(setting, device, say=_say)
+    notes: list[str] = []
+    cfg.train["precision"] = resolve_precision(setting, device, say=notes.append)
     for e in cfg.experiments:
         if e.train.get("precision") == "auto":
             e.train["precision"] = cfg.train["precision"]
+    return notes
 
 
 def _check_run_precisions(cfg: StudyConfig, layout: StudyLayout) -> None:
@@ -107,8 +110,15 @@ def _check_run_precisions(cfg: StudyConfig, layout: StudyLayout) -> None:
 
 
 def _check_start_points(cfg: StudyConfig, layout: StudyLayout) -> None:
-    """A fine-tune still to start needs its start run's checkpoint, which a
-    record does not keep: refused now, not after hours of other runs."""
+    """Before any data work: a finished run is one this study can use as it is
+    or evaluate, and a fine-tune still to start has its start run's checkpoint,
+    which a record does not keep. Refused now, not after hours of other runs."""
+    for e in cfg.order():
+        for seed in cfg.seeds:
+            folder = layout.run_folder(e, seed)
+            if folder.is_finished():
+                stages.check_run_settings(folder.path, train_settings(cfg, layout, e, seed))
+                needs_evaluation(folder)
     for e in cfg.order():
         if e.init_from is None:
             continue
@@ -209,10 +219,10 @@ def run_study(cfg: StudyConfig, root: str | Path, jobs: int = 1, ray_address: st
     and evaluated and no fine-tune still has to start from it."""
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
-    resolve_study_precision(cfg)
+    notes = resolve_study_precision(cfg)
     layout = StudyLayout(root, cfg)
     with folder_lock(layout.root, exclusive=True):
-        return _run_study_locked(cfg, layout, jobs, ray_address, drop_checkpoints)
+        return _run_study_locked(cfg, layout, jobs, ray_address, drop_checkpoints, notes)
 
 
 def _check_runs(cfg: StudyConfig, layout: StudyLayout) -> None:
@@ -227,11 +237,13 @@ def _check_runs(cfg: StudyConfig, layout: StudyLayout) -> None:
 
 
 def _run_study_locked(cfg: StudyConfig, layout: StudyLayout, jobs: int, ray_address: str | None,
-                      drop: bool) -> Path:
+                      drop: bool, notes: list[str]) -> Path:
     _check_same_study(layout, cfg)
     _check_runs(cfg, layout)
     _check_run_precisions(cfg, layout)
     _check_start_points(cfg, layout)
+    for note in notes:
+        _say(note)
     t0 = time.monotonic()
     if jobs == 1 and ray_address is None:
         _prepare_data(cfg, layout, t0)
