@@ -259,27 +259,50 @@ def _add_study_commands(sub: argparse._SubParsersAction) -> None:
                    help="runs at once, as Ray tasks (default 1: one after another in this process)")
     p.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="run on this Ray cluster (host:port or auto) instead of a local Ray started for the study")
+    p.add_argument("--drop-checkpoints", action="store_true",
+                   help="delete a run's checkpoint once the run is finished and evaluated, unless a fine-tune of "
+                        "the study still has to start from it (the records are kept)")
     p.set_defaults(func=_run_study)
 
-    p = sub.add_parser("report", help="rebuild a study's report from its run folders")
-    p.add_argument("dir", help="study folder")
+    p = sub.add_parser("report", help="rebuild a study's report from its run folders (or a copy of its records)")
+    p.add_argument("dir", help="study folder, or a folder written by salclass records")
+    p.add_argument("--out", default=None, help="folder for report.md, report.html and figures/ (default: DIR)")
     p.set_defaults(func=_run_report)
+
+    p = sub.add_parser("records", help="copy a study's records (no checkpoints, no store) to a folder to commit")
+    p.add_argument("dir", help="study folder")
+    p.add_argument("out", help="records folder: new, empty, or earlier records of the same study (updated)")
+    p.set_defaults(func=_run_records)
 
 
 def _run_study(a: argparse.Namespace) -> int:
     from salclass.study.runner import study_cli
 
     return study_cli(config=a.config, out=a.out, sets=a.sets, estimate_from=a.estimate_from, jobs=a.jobs,
-                     ray_address=a.ray_address)
+                     ray_address=a.ray_address, drop_checkpoints=a.drop_checkpoints)
 
 
 def _run_report(a: argparse.Namespace) -> int:
+    from contextlib import ExitStack
+    from pathlib import Path
+
     from salclass.lock import folder_lock
     from salclass.study.report import report_cli
 
-    # The report is written into the study folder: not while a study writes there.
-    with folder_lock(a.dir, exclusive=True):
-        return report_cli(a.dir)
+    # The report is written into the study folder (or --out): not while a study writes there.
+    with ExitStack() as held:
+        if a.out is None or Path(a.out).resolve() == Path(a.dir).resolve():
+            held.enter_context(folder_lock(a.dir, exclusive=True))
+        else:
+            held.enter_context(folder_lock(a.dir, exclusive=False))
+            held.enter_context(folder_lock(a.out, exclusive=True))
+        return report_cli(a.dir, a.out)
+
+
+def _run_records(a: argparse.Namespace) -> int:
+    from salclass.study.records import records_cli
+
+    return records_cli(a.dir, a.out)
 
 
 def build_parser() -> argparse.ArgumentParser:

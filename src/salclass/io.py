@@ -216,13 +216,15 @@ def content_digest(obj: dict) -> str:
     return h.hexdigest()
 
 
-def atomic_torch_save(obj: dict, path: str | os.PathLike) -> None:
+def atomic_torch_save(obj: dict, path: str | os.PathLike) -> str:
     """torch.save `obj` plus its content checksum to a temp file beside `path`,
-    fsync it, then rename over `path`."""
+    fsync it, then rename over `path`. Returns the checksum (what a record
+    made from this checkpoint names it by)."""
     import torch
 
     stamped = {**obj, CHECKSUM_KEY: content_digest(obj)}
     _atomic_write(Path(path), lambda f: torch.save(stamped, f))
+    return stamped[CHECKSUM_KEY]
 
 
 def load_checkpoint(path: str | os.PathLike, expected_type: str, max_version: int = 1) -> dict:

@@ -21,7 +21,7 @@ def test_a_second_prepare_into_the_same_out_is_refused(tiny_source, tmp_path, ru
     for split in ("train", "val"):
         s = Store.open(out / split)
         assert s.seed == 0 and s.count == len(s.ids) == len(s.labels)
-        assert s.verify(full=True) == ["labels.npy", "ids.txt", "images.npy"]
+        assert s.verify(full=True) == ["meta.json", "labels.npy", "ids.txt", "images.npy"]
         assert json.loads((out / split / "meta.json").read_text())["seed"] == 0
 
 
@@ -40,7 +40,7 @@ def _flip_byte(path: Path, offset_from_end: int) -> None:
 def test_inspect_verify_finds_a_flipped_byte_in_the_images(tiny_store, tmp_path, run_cli):
     store = _copy(tiny_store, tmp_path)
     code, out, _ = run_cli("inspect", store / "train", "--verify")
-    assert code == 0 and "verified  labels.npy, ids.txt, images.npy, saliency.npy" in out
+    assert code == 0 and "verified  meta.json, labels.npy, ids.txt, images.npy, saliency.npy" in out
     _flip_byte(store / "train" / "images.npy", 1000)
     code, _, err = run_cli("inspect", store / "train")
     assert code == 0  # the cheap open does not read the pixels
@@ -72,7 +72,8 @@ def test_damaged_maps_are_reported_and_rebuilt_by_overwrite(tiny_store, tmp_path
 def test_a_hand_edited_meta_is_one_line(tiny_store, tmp_path, run_cli):
     store = _copy(tiny_store, tmp_path)
     meta_path = store / "train" / "meta.json"
-    good = json.loads(meta_path.read_text())
+    # As a store from before meta.json had a checksum: the field checks are what catch these edits.
+    good = {k: v for k, v in json.loads(meta_path.read_text()).items() if k != "content_sha256"}
     for key, value, fragment in [("count", "72", "'count' has the wrong type"),
                                  ("classes", [1, 2, 3], "classes[0] is not"),
                                  ("mean", [0.5, "x", 0.5], "'mean' is not three numbers"),
@@ -85,9 +86,53 @@ def test_a_hand_edited_meta_is_one_line(tiny_store, tmp_path, run_cli):
     assert code == 2 and "missing 'size'" in err
     meta_path.write_text(json.dumps(good))
     sal_path = store / "train" / "saliency.json"
-    sal_path.write_text(json.dumps({**json.loads(sal_path.read_text()), "mean": "high"}))
+    sal = {k: v for k, v in json.loads(sal_path.read_text()).items() if k != "content_sha256"}
+    sal_path.write_text(json.dumps({**sal, "mean": "high"}))
     code, out, _ = run_cli("inspect", store / "train")
     assert code == 0 and "'mean' has the wrong type" in out
+
+
+def _edit_first_mean_digit(meta_path: Path) -> None:
+    """One digit of the first channel mean changed, the rest of the file (its checksum too) as written."""
+    import re
+
+    text = meta_path.read_text()
+    m = re.search(r'"mean": \[\s*0\.(\d)', text)
+    digit = m.group(1)
+    start = m.start(1)
+    meta_path.write_text(text[:start] + str((int(digit) + 1) % 10) + text[start + 1:])
+
+
+def test_one_digit_of_the_mean_changed_stops_inspect_and_train(tiny_store, tmp_path, run_cli):
+    store = _copy(tiny_store, tmp_path)
+    meta_path = store / "train" / "meta.json"
+    before = json.loads(meta_path.read_text())["mean"]
+    _edit_first_mean_digit(meta_path)
+    assert json.loads(meta_path.read_text())["mean"] != before
+    code, out, err = run_cli("inspect", store / "train", "--verify")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{meta_path}: edited or damaged" in err
+    code, _, err = run_cli("train", "--set", f"store={store}", "--set", f"out={tmp_path / 'run'}",
+                           "--set", "model=RGB", "--set", "epochs=1", "--set", "device=cpu",
+                           "--set", "tensorboard=false", "--set", "progress=false")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{meta_path}: edited or damaged" in err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_a_store_without_meta_checksums_loads_unverified(tiny_store, tmp_path, run_cli):
+    store = _copy(tiny_store, tmp_path)
+    for split in ("train", "val"):
+        for name in ("meta.json", "saliency.json"):
+            path = store / split / name
+            old = {k: v for k, v in json.loads(path.read_text()).items() if k != "content_sha256"}
+            path.write_text(json.dumps(old))
+    s = Store.open(store / "train")
+    assert not s.meta_verified and s.has_saliency
+    code, out, err = run_cli("inspect", store / "train", "--verify")
+    assert code == 0, err
+    assert "verified  labels.npy, ids.txt, images.npy, saliency.npy" in out
+    assert "unverified meta.json: written without a checksum" in out
 
 
 def test_too_little_free_space_is_refused_up_front(tiny_source, tmp_path, run_cli, monkeypatch):

@@ -21,7 +21,8 @@ def test_torn_last_metrics_line_is_dropped_and_any_other_damage_named(tmp_path: 
     assert [m["epoch"] for m in run.read_metrics()] == [1, 2]
     assert run.val_curve() == [(1, 0.5), (2, 0.6)]
     run.truncate_metrics(1)
-    assert run.metrics.read_text() == json.dumps({"epoch": 1, "val": {"top1": 0.5}}) + "\n"
+    assert run.read_metrics() == [{"epoch": 1, "val": {"top1": 0.5}}]
+    assert len(run.metrics.read_text().splitlines()) == 1
     run.metrics.write_text('{"epoch": 1}\nnot json\n{"epoch": 3}\n')
     with pytest.raises(UserError, match="line 2 is not valid JSON"):
         run.read_metrics()
@@ -33,17 +34,17 @@ def test_torn_last_metrics_line_is_dropped_and_any_other_damage_named(tmp_path: 
 def test_damaged_evaluation_files_are_one_line_naming_them(tmp_path: Path):
     run = RunFolder(tmp_path)
     run.eval_dir.mkdir()
-    run.eval.write_text(json.dumps({"top1": 0.5, "top5": 0.9}))
-    np.savez(run.predictions, index=np.arange(3), label=np.zeros(3, int), top5=np.zeros((3, 5), int),
-             correct1=np.ones(3, bool), correct5=np.ones(3, bool))
+    run.eval.write_text(json.dumps({"top1": 0.5, "top5": 1.0}))
+    np.savez(run.predictions, index=np.arange(4), label=np.zeros(4, int), top5=np.zeros((4, 5), int),
+             correct1=np.array([1, 0, 1, 0], bool), correct5=np.ones(4, bool))
     ev, pred = run.read_evaluation()
-    assert ev["top1"] == 0.5 and pred["index"].tolist() == [0, 1, 2]
+    assert ev["top1"] == 0.5 and pred["index"].tolist() == [0, 1, 2, 3]
     good = run.predictions.read_bytes()
     run.predictions.write_bytes(good[: len(good) // 2])  # truncated
     with pytest.raises(UserError, match="predictions.npz: unreadable predictions"):
         run.read_evaluation()
     run.predictions.write_bytes(good)
-    run.eval.write_text(json.dumps({"top1": "high", "top5": 0.9}))
+    run.eval.write_text(json.dumps({"top1": "high", "top5": 1.0}))
     with pytest.raises(UserError, match="'top1' missing or not a number"):
         run.read_evaluation()
 

@@ -33,6 +33,7 @@ from salclass.data.decode import Rejected, load_square_rgb
 from salclass.data.store import (IDS, IMAGES, LABELS, META, REJECTED, SALIENCY, SALIENCY_META, STORE_TYPE,
                                  STORE_VERSION, Store)
 from salclass.errors import UserError
+from salclass import checksum
 from salclass.io import (allocated_bytes, atomic_write_bytes, atomic_write_json, atomic_write_text, check_free_space,
                          file_sha256, preallocate, read_json)
 from salclass.lock import LOCK_NAME, folder_lock
@@ -236,7 +237,7 @@ class _SplitWriter:
     def _start_over(self) -> dict:
         self.dir.mkdir(parents=True, exist_ok=True)
         # Withdraw any earlier claim of completeness before removing anything.
-        atomic_write_json(self.dir / META, self._meta(False))
+        checksum.write_json(self.dir / META, self._meta(False))
         for name in (IMAGES, LABELS, IDS, REJECTED, SALIENCY, SALIENCY_META, PROGRESS):
             (self.dir / name).unlink(missing_ok=True)
         mm = np.lib.format.open_memmap(self.dir / IMAGES, mode="w+", dtype=np.uint8,
@@ -320,7 +321,7 @@ class _SplitWriter:
         checksums = {IMAGES: file_sha256(self.dir / IMAGES), LABELS: hashlib.sha256(labels).hexdigest(),
                      IDS: hashlib.sha256(ids).hexdigest()}
         mean = (sums / (stored * self.size * self.size) / 255.0).tolist()
-        atomic_write_json(self.dir / META, self._meta(True, count=stored, found=found, rejected=len(rejected),
+        checksum.write_json(self.dir / META, self._meta(True, count=stored, found=found, rejected=len(rejected),
                                                       mean=[round(m, 6) for m in mean], checksums=checksums))
         (self.dir / PROGRESS).unlink(missing_ok=True)
         return {"split": sp.split, "found": found, "stored": stored, "rejected": len(rejected)}

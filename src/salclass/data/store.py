@@ -14,7 +14,10 @@ A split is a store only once `meta.json` says `complete: true`, and maps count
 only once `saliency.json` says so: both flags are written last and atomically,
 so an interrupted writer can never leave something that looks finished.
 
-Integrity: the sha256 of every array (and of ids.txt) is recorded beside the
+Integrity: meta.json and saliency.json carry a checksum of their own
+(salclass.checksum), checked on every open: an edited mean or count is one line,
+never a run trained with it. A store from before that opens as unverified
+(`meta_verified` False). The sha256 of every array (and of ids.txt) is recorded beside the
 complete flag. `Store.verify()` compares the small files (labels, ids: what a
 training run checks when it starts); `verify(full=True)` also the images and
 maps (`salclass inspect --verify`). Damaged or hand-edited maps do not stop the
@@ -31,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from salclass import checksum
 from salclass.errors import UserError
-from salclass.io import allocated_bytes, atomic_write_json, check_free_space, file_sha256, preallocate, read_json
+from salclass.io import allocated_bytes, check_free_space, file_sha256, preallocate, read_json
 
 STORE_TYPE = "salclass.store"
 STORE_VERSION = 1
@@ -66,6 +70,9 @@ def _check_fields(meta: dict, path: Path, fields: dict[str, tuple[type | tuple[t
         value = meta[key]
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
             raise UserError(f"{path}: '{key}' has the wrong type ({type(value).__name__}: {str(value)[:60]!r})")
+
+
+_REBUILD = "rebuild the store: salclass prepare SRC {path} --overwrite (with its original options)"
 
 
 def _as_tuple(types) -> tuple:
@@ -161,6 +168,8 @@ class Store:
         self.saliency_meta = saliency_meta
         # Why maps marked complete could not be used (damaged files), for whoever needs them.
         self.saliency_problem: str | None = None
+        # Whether meta.json carried a checksum (and matched it: a mismatch does not open).
+        self.meta_verified = False
 
     @classmethod
     def open(cls, split_dir: str | os.PathLike) -> "Store":
@@ -174,6 +183,7 @@ class Store:
             raise UserError(f"{path}: not a salclass store (no {META})")
         meta = read_json(meta_path)
         _check_type(meta, meta_path, STORE_TYPE, STORE_VERSION)
+        meta, meta_verified = checksum.check(meta, meta_path, _REBUILD.format(path=path))
         if meta.get("complete") is not True:
             raise UserError(f"{path}: store is incomplete (an interrupted prepare?); re-run salclass prepare to finish it")
         _check_meta(meta, meta_path)
@@ -205,6 +215,7 @@ class Store:
                 problem = str(e)
         store = cls(path, meta, images, labels, ids, saliency, sal_meta)
         store.saliency_problem = problem
+        store.meta_verified = meta_verified
         return store
 
     def no_maps_reason(self) -> str:
@@ -218,12 +229,13 @@ class Store:
         """Compare files with the checksums recorded when they were written:
         labels.npy and ids.txt (small: what a run checks at its start), with
         `full` also images.npy and saliency.npy (a read of the whole store).
-        Returns the names checked; UserError naming the first damaged file and
-        how to rebuild it. A store from before checksums were recorded has none
-        to compare, and [] is returned."""
+        Returns the names checked (meta.json first when its own checksum was
+        checked on opening); UserError naming the first damaged file and how to
+        rebuild it. A store from before checksums were recorded has none to
+        compare, and [] is returned."""
         recorded = dict(self.meta.get("checksums", {}))
         names = [LABELS, IDS] + ([IMAGES] if full else [])
-        checked = []
+        checked = [META] if self.meta_verified else []
         for name in names:
             if name not in recorded:
                 continue
@@ -277,6 +289,7 @@ def read_saliency_meta(split_dir: Path) -> dict:
     path = Path(split_dir) / SALIENCY_META
     meta = read_json(path)
     _check_type(meta, path, SALIENCY_TYPE, SALIENCY_VERSION)
+    meta, _ = checksum.check(meta, path, f"rebuild the maps: salclass saliency predict {path.parent} --overwrite")
     _check_saliency_meta(meta, path)
     return meta
 
@@ -351,7 +364,7 @@ class SaliencyMapWriter:
             meta["mean"] = mean
         if sha256 is not None:
             meta["sha256"] = sha256
-        atomic_write_json(self.path / SALIENCY_META, meta)
+        checksum.write_json(self.path / SALIENCY_META, meta)
 
     def write(self, start: int, maps: np.ndarray) -> None:
         """Store maps for rows start..start+B-1 (uint8 (B,S,S)); rows must follow on from `done`."""
@@ -408,4 +421,6 @@ def inspect_cli(store: str, as_json: bool = False, verify: bool = False) -> int:
     print(f"source    {s.source} (seed {s.seed})")
     if verify:
         print(f"verified  {', '.join(info['verified']) or 'nothing: no checksums recorded (an older store)'}")
+        if not s.meta_verified:
+            print(f"unverified {META}: written without a checksum (an older store)")
     return 0

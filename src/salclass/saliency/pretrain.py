@@ -37,13 +37,13 @@ from tqdm import tqdm
 
 from salclass.data import Store
 from salclass.errors import UserError
-from salclass.io import atomic_torch_save, atomic_write_json
+from salclass.io import atomic_torch_save
 from salclass.lock import folder_lock
 from salclass.saliency.models import create, trunk_checkpoint
 from salclass.saliency.models.base import to_input
 from salclass.saliency.training import lr_factor
 from salclass.settings import load_settings, save_settings, to_dict
-from salclass.training.run_folder import DONE_TYPE, RunFolder
+from salclass.training.run_folder import RunFolder
 
 TRUNK_NAME = "trunk.pt"
 
@@ -205,7 +205,7 @@ def _pretrain_net(cfg: PretrainConfig, model, train_split: Store, val_split: Sto
         result["val_accuracy"] = _accuracy(net, val_split, cfg)
     atomic_torch_save(trunk_checkpoint(model, extra={"pretraining": result, "config": to_dict(cfg)}),
                       out / TRUNK_NAME)
-    atomic_write_json(folder.done, {"type": DONE_TYPE, "version": 1, "epochs": cfg.epochs, "result": result})
+    folder.write_done({"epochs": cfg.epochs, "result": result})
     return out
 
 

@@ -34,14 +34,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from salclass.errors import UserError
-from salclass.io import atomic_torch_save, atomic_write_json, load_checkpoint
+from salclass.io import atomic_torch_save, load_checkpoint
 from salclass.lock import folder_lock
 from salclass.precision import PrecisionSetting, autocast, resolve_precision
 from salclass.saliency.datasets import FixationDataset, ReadOptions, open_fixation_data
 from salclass.saliency.models import create, load_trunk, model_checkpoint
 from salclass.saliency.models.base import SaliencyModel, area_preserving_size, to_input
 from salclass.settings import load_settings, save_settings, to_dict
-from salclass.training.run_folder import DONE_TYPE, RunFolder, settings_difference
+from salclass.training.run_folder import RunFolder, settings_difference
 
 RUN_CHECKPOINT_TYPE = "salclass.saliency_run"
 RUN_CHECKPOINT_VERSION = 2  # 2: `epoch` is the number of completed epochs (1 stored it minus one)
@@ -357,7 +357,7 @@ def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
         scores = "  ".join(f"{k} {v:.4f}" for k, v in val.items())
         tqdm.write(f"epoch {epoch + 1}: train loss {record['train']['loss']:.4f}  val {scores}  "
                    f"({record['seconds']:.0f} s)")
-    atomic_write_json(folder.done, {"type": DONE_TYPE, "version": 1, "epochs": cfg.epochs, "best": best})
+    folder.write_done({"epochs": cfg.epochs, "best": best})
     return out
 
 

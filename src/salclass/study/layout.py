@@ -1,19 +1,44 @@
-"""Where a study keeps its files. Every other module of the study finds them here."""
+"""Where a study keeps its files. Every other module of the study finds them here,
+and study.yaml is written and read only here (with its checksum line)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
+from salclass import checksum
+from salclass.errors import UserError
+from salclass.settings import read_yaml, settings_from_dict, to_dict
 from salclass.study.config import Experiment, StudyConfig
 
 STUDY_YAML = "study.yaml"
 PARAMS_JSON = "params.json"
 SALIENCY_JSON = "saliency_eval.json"
+STORE_JSON = "store.json"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 
 PARAMS_TYPE = "salclass.study_params"
 SALIENCY_TYPE = "salclass.study_saliency_eval"
+STORE_SUMMARY_TYPE = "salclass.study_store"
+# The study-level files a copy of the study's records keeps (beside its runs' record files).
+RECORD_FILES = (STUDY_YAML, PARAMS_JSON, SALIENCY_JSON, STORE_JSON)
+
+
+def save_study_config(cfg: StudyConfig, path: str | Path) -> None:
+    """study.yaml: the resolved settings, with its checksum line first."""
+    checksum.write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def read_study_config(path: str | Path) -> tuple[StudyConfig, bool]:
+    """(the study's settings, whether study.yaml carried a checksum); one line for
+    a study.yaml that was cut short or edited."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path.parent}: not a study folder (no {STUDY_YAML}); run `salclass study` first")
+    _, verified = checksum.read_text_checked(path, "restore it from a copy (the study's records keep one)")
+    return settings_from_dict(StudyConfig, read_yaml(path)), verified
 
 
 class StudyLayout:
@@ -56,6 +81,28 @@ class StudyLayout:
         from salclass.training.run_folder import RunFolder
 
         return RunFolder(self.run(e, seed))
+
+    def expected_runs(self) -> set[Path]:
+        return {self.run(e, s) for e in self.cfg.experiments for s in self.cfg.seeds}
+
+    def unaccounted_runs(self) -> list[Path]:
+        """Folders under runs/ that are no run of this config (a study.yaml cut
+        short or edited, or seeds dropped): the report names them."""
+        if not self.runs.is_dir():
+            return []
+        expected = self.expected_runs()
+        slugs = {p.parent for p in expected}
+        out = []
+        for exp in sorted(p for p in self.runs.iterdir() if p.is_dir()):
+            if exp not in slugs:
+                out.append(exp)
+                continue
+            out += [r for r in sorted(exp.iterdir()) if r.is_dir() and r not in expected]
+        return out
+
+    @property
+    def store_summary(self) -> Path:
+        return self.root / STORE_JSON
 
     @property
     def params(self) -> Path:

@@ -30,7 +30,7 @@ from salclass.errors import UserError
 from salclass.study import stages
 from salclass.study.config import Experiment, StudyConfig
 from salclass.study.layout import StudyLayout
-from salclass.study.runner import train_settings
+from salclass.study.runner import drop_checkpoints, needs_evaluation, train_settings
 from salclass.training.run_folder import RunFolder
 
 RETRIES = 3  # a run whose worker died this many times more is given up
@@ -221,7 +221,7 @@ def _plan(cfg: StudyConfig, layout: StudyLayout) -> tuple[list[_Run], int]:
             folder = layout.run_folder(e, seed)
             if folder.is_finished():
                 stages.check_run_settings(layout.run(e, seed), settings)
-                if folder.is_evaluated():
+                if not needs_evaluation(folder):
                     reused += 1
                     continue
             parent = f"{e.init_from} seed {seed}" if e.init_from is not None else None
@@ -249,13 +249,17 @@ def check_local(cfg: StudyConfig, layout: StudyLayout) -> None:
             _resources(_Run(e, seed, train_settings(cfg, layout, e, seed), None), torch.cuda.is_available())
 
 
-def run_parallel(cfg: StudyConfig, layout: StudyLayout, jobs: int) -> None:
+def run_parallel(cfg: StudyConfig, layout: StudyLayout, jobs: int, drop: bool = False) -> None:
     """Train and evaluate every run not yet finished, at most `jobs` at once, on
     the Ray cluster this process has joined, or else on a local Ray started here
-    for the runs. Raises UserError naming every failed or skipped run."""
+    for the runs. Raises UserError naming every failed or skipped run. With
+    `drop`, the driver deletes checkpoints no run needs any more (runner.drop_checkpoints)
+    at the start and after every finished run."""
     import ray
 
     todo, reused = _plan(cfg, layout)
+    after_run = (lambda: _dropped(drop_checkpoints(cfg, layout))) if drop else (lambda: None)
+    after_run()
     total = len(todo) + reused
     if reused:
         _say(f"{reused} of {total} runs were already finished and reused")
@@ -267,13 +271,18 @@ def run_parallel(cfg: StudyConfig, layout: StudyLayout, jobs: int) -> None:
         ray.init(include_dashboard=False, log_to_driver=False, logging_level="warning",
                  object_store_memory=OBJECT_STORE_BYTES)
     try:
-        _schedule(todo, reused, total, jobs, str(layout.val_split.absolute()))
+        _schedule(todo, reused, total, jobs, str(layout.val_split.absolute()), after_run)
     finally:
         if local:
             ray.shutdown()
 
 
-def _schedule(todo: list[_Run], reused: int, total: int, jobs: int, val_split: str) -> None:
+def _dropped(n: int) -> None:
+    if n:
+        _say(f"dropped {n} checkpoint(s) of finished, evaluated runs no fine-tune still starts from")
+
+
+def _schedule(todo: list[_Run], reused: int, total: int, jobs: int, val_split: str, after_run) -> None:
     import ray
 
     gpus = ray.cluster_resources().get("GPU", 0) > 0
@@ -308,6 +317,7 @@ def _schedule(todo: list[_Run], reused: int, total: int, jobs: int, val_split: s
                     error = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
                 if error is None:
                     finished.add(run.name)
+                    after_run()
                 else:
                     log = RunFolder(run.settings["out"]).log
                     failed[run.name] = f"failed: {error}\n  last lines of {log}:\n{_tail(log)}"

@@ -12,18 +12,20 @@ from __future__ import annotations
 import base64
 import html
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from salclass import checksum
 from salclass.errors import UserError
 from salclass.io import atomic_write_text, read_json
-from salclass.settings import load_settings
 from salclass.study import stats
 from salclass.study.config import STAGE_TITLES, StudyConfig
 from salclass.study.figures import curves, example_grid
-from salclass.study.layout import PARAMS_TYPE, SALIENCY_TYPE, STUDY_YAML, StudyLayout
+from salclass.study.layout import (PARAMS_TYPE, SALIENCY_TYPE, STORE_SUMMARY_TYPE, STUDY_YAML, StudyLayout,
+                                   read_study_config)
 from salclass.study.results import PairResult, StudyResults, collect
 
 
@@ -95,31 +97,63 @@ def _setup(res: StudyResults, store_txt: str) -> list[Block]:
     out.append(Block("p", f"Data: {store_txt} (from `{src}`), images of {cfg.data.size} px. "
                           f"Seeds: {', '.join(map(str, cfg.seeds))}. Epoch scale: {cfg.epoch_scale:g} "
                           f"(thesis-length runs are multiplied by it). Block order: {cfg.block_order}. "
-                          f"Saliency model: `{cfg.saliency.model}`. "
+                          f"Saliency model: `{cfg.saliency.model}`. {_precision_text(res)} "
                           f"Runs finished and evaluated: {n_done} of {n_runs}."))
     missing = [f"{name} seed {s}" for name, e in res.experiments.items() for s in e.missing]
     if missing:
         out.append(Block("p", "Not finished yet (shown as missing below): " + ", ".join(missing) + "."))
+    if res.unaccounted:
+        out.append(Block("p", f"**Not in this report**: {len(res.unaccounted)} folder(s) under runs/ are no run of "
+                              "this study's study.yaml (a study.yaml cut short or edited, or seeds or experiments "
+                              "removed since): " + ", ".join(f"`{_rel(p, res)}`" for p in res.unaccounted) + "."))
+    if res.unverified:
+        out.append(Block("p", f"{len(res.unverified)} record file(s) carry no checksum (written before salclass "
+                              "recorded them) and were read unverified: "
+                              + ", ".join(f"`{_rel(p, res)}`" for p in res.unverified[:12])
+                              + (", ..." if len(res.unverified) > 12 else "") + "."))
     out.append(Block("p", "The thesis's numbers (ImageNet, 1000 classes, one run each) are printed beside ours "
                           "for reference only: the data sets differ, so only the direction and size of the "
                           "differences can be compared, never the accuracies themselves."))
     return out
 
 
+def _rel(path: Path, res: StudyResults) -> str:
+    try:
+        return path.relative_to(res.layout.root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _precision_text(res: StudyResults) -> str:
+    p = res.cfg.train.get("precision")
+    own = sorted({e.train["precision"] for e in res.cfg.experiments if e.train.get("precision") not in (None, p)})
+    if p not in ("fp32", "bf16"):
+        return "Precision: not recorded (a study from before one precision per study)."
+    text = f"Precision: {p}, one for every run"
+    return text + (f" but the experiments that name their own ({', '.join(own)})." if own else ".")
+
+
 def _store_summary(layout: StudyLayout) -> str:
+    """From the store, or else from what the study recorded of it (store.json: a copy of the records)."""
     from salclass.data import Store
 
-    parts = []
+    counts, n_classes = {}, 0
     for split in ("train", "val"):
         try:
             s = Store.open(layout.store / split)
         except UserError:
             continue
-        parts.append(f"{s.count} {split}")
-        n_classes = len(s.classes)
-    if not parts:
+        counts[split], n_classes = s.count, len(s.classes)
+    if not counts and layout.store_summary.is_file():
+        data, _ = checksum.read_json_checked(layout.store_summary)
+        if not isinstance(data, dict) or data.get("type") != STORE_SUMMARY_TYPE:
+            raise UserError(f"{layout.store_summary}: not a study's store summary")
+        for split in ("train", "val"):
+            if isinstance(data.get(split), dict):
+                counts[split], n_classes = data[split]["count"], len(data[split]["classes"])
+    if not counts:
         return "store not found"
-    return f"{n_classes} classes, {' / '.join(parts)} images"
+    return f"{n_classes} classes, {' / '.join(f'{n} {split}' for split, n in counts.items())} images"
 
 
 def _results_table(res: StudyResults) -> list[Block]:
@@ -236,18 +270,18 @@ def _figure_list(cfg: StudyConfig) -> list[tuple[str, str, list[str]]]:
             for stage, title in STAGE_TITLES.items() if any(e.stage == stage for e in cfg.experiments)]
 
 
-def draw_figures(res: StudyResults) -> dict[str, Path]:
-    """Every PNG of the report, written under DIR/figures/ before any section is
-    built; a figure that has nothing to show is removed if an earlier report drew it.
-    Returns the drawn ones by file stem."""
+def draw_figures(res: StudyResults, dest: StudyLayout) -> dict[str, Path]:
+    """Every PNG of the report, written under dest's figures/ before any section
+    is built; a figure that has nothing to show is removed if an earlier report
+    drew it. Returns the drawn ones by file stem."""
     drawn = {}
     for name, title, names in _figure_list(res.cfg):
-        path = res.layout.figures / f"{name}.png"
+        path = dest.figures / f"{name}.png"
         if curves(res, names, title, path):
             drawn[name] = path
         elif path.exists():
             path.unlink()
-    grid = _example_grid(res)
+    grid = _example_grid(res, dest)
     if grid is not None:
         drawn["examples"] = grid
     return drawn
@@ -290,7 +324,20 @@ def _saliency(res: StudyResults, drawn: dict[str, Path]) -> list[Block]:
     if "examples" in drawn:
         out += [Block("p", "Validation images with the maps the classifiers were given."),
                 Block("img", text="images and their saliency maps", path=drawn["examples"])]
+    elif not _store_here(res.layout):
+        out.append(Block("p", "The grid of validation images with their maps is left out: it needs the study's "
+                              "store, which is not here (a copy of the study's records keeps none)."))
     return out
+
+
+def _store_here(layout: StudyLayout) -> bool:
+    from salclass.data import Store
+
+    try:
+        Store.open(layout.val_split)
+    except UserError:
+        return False
+    return True
 
 
 def _difference(v) -> str:
@@ -305,14 +352,24 @@ def _metric(v) -> str:
     return "" if v is None else str(v)
 
 
-def _example_grid(res: StudyResults) -> Path | None:
-    """The first validation images of each class in turn, so every class shows up."""
+def _example_grid(res: StudyResults, dest: StudyLayout) -> Path | None:
+    """The first validation images of each class in turn, so every class shows up.
+    Without the store, the grid a copy of the records kept (figures/examples.png)."""
+    import shutil
+
     from salclass.data import Store
 
     try:
         s = Store.open(res.layout.val_split)
     except UserError:
-        return None
+        kept = res.layout.figures / "examples.png"
+        if not kept.is_file():
+            return None
+        path = dest.figures / kept.name
+        if path.resolve() != kept.resolve():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(kept, path)
+        return path
     if not s.has_saliency or s.count == 0:
         return None
     labels = np.asarray(s.labels)
@@ -325,7 +382,7 @@ def _example_grid(res: StudyResults) -> Path | None:
     rows.sort()
     names = [name for _, name in s.classes]
     titles = [names[int(labels[i])][:18] for i in rows]
-    path = res.layout.figures / "examples.png"
+    path = dest.figures / "examples.png"
     example_grid(np.asarray(s.images[rows]), np.asarray(s.saliency[rows]), titles, path)
     return path
 
@@ -590,20 +647,20 @@ def to_html(blocks: list[Block], title: str) -> str:
 
 
 def load_study_config(root: Path) -> StudyConfig:
-    path = root / STUDY_YAML
-    if not path.is_file():
-        raise UserError(f"{root}: not a study folder (no {STUDY_YAML}); run `salclass study` first")
-    return load_settings(StudyConfig, path)
+    return read_study_config(Path(root) / STUDY_YAML)[0]
 
 
-def build_report(root: str | Path, cfg: StudyConfig | None = None) -> Path:
-    """Write DIR/report.md, DIR/report.html and DIR/figures/*.png; returns the Markdown path."""
+def build_report(root: str | Path, cfg: StudyConfig | None = None, out: str | Path | None = None) -> Path:
+    """Write report.md, report.html and figures/*.png into `out` (default: the
+    study folder `root`) from the files of `root` alone; returns the Markdown
+    path. `root` may be a copy of the study's records (no checkpoints, no store)."""
     root = Path(root)
     cfg = cfg if cfg is not None else load_study_config(root)
     res = collect(root, cfg)
+    dest = StudyLayout(out if out is not None else root, cfg)
     # Everything read or drawn from outside the run files comes first; the sections only lay it out.
     store_txt = _store_summary(res.layout)
-    drawn = draw_figures(res)
+    drawn = draw_figures(res, dest)
     blocks = [Block("h1", f"Study report: {cfg.name}"),
               Block("p", "Built by `salclass report` from the files in this study folder only.")]
     blocks += _setup(res, store_txt)
@@ -615,12 +672,14 @@ def build_report(root: str | Path, cfg: StudyConfig | None = None) -> Path:
     blocks += _saliency(res, drawn)
     blocks += conclusions(res)
     blocks += _method(cfg)
-    atomic_write_text(res.layout.report_md, to_markdown(blocks, root))
-    atomic_write_text(res.layout.report_html, to_html(blocks, f"Study report: {cfg.name}"))
-    return res.layout.report_md
+    atomic_write_text(dest.report_md, to_markdown(blocks, dest.root))
+    atomic_write_text(dest.report_html, to_html(blocks, f"Study report: {cfg.name}"))
+    for p in res.unaccounted:
+        print(f"salclass: warning: {p}: not a run of {root / STUDY_YAML}, left out of the report", file=sys.stderr)
+    return dest.report_md
 
 
-def report_cli(root: str) -> int:
-    path = build_report(Path(root))
+def report_cli(root: str, out: str | None = None) -> int:
+    path = build_report(Path(root), out=out)
     print(f"report: {path} (and {path.with_suffix('.html').name})")
     return 0

@@ -2,8 +2,10 @@
 
 Nothing here trains or evaluates: every number comes from files the training
 stage wrote (each run folder's metrics and evaluation, read through
-salclass.training.run_folder). Accuracies
-are kept in percent from here on.
+salclass.training.run_folder), and the accuracies are computed from the
+per-image predictions (eval.json's summary must agree with them). A run folder
+is read as a record: its checkpoint is not needed. Accuracies are kept in
+percent from here on.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from salclass.study.layout import StudyLayout
 class RunRecord:
     seed: int
     dir: Path
-    top1: float  # percent, from eval.json
+    top1: float  # percent, from the predictions
     top5: float
     index: np.ndarray  # store rows of the validation images, sorted
     label: np.ndarray
@@ -62,6 +64,8 @@ class StudyResults:
     layout: StudyLayout
     experiments: dict[str, ExperimentResult]
     pairs: list[PairResult]
+    unverified: list[Path] = field(default_factory=list)  # record files read without a checksum
+    unaccounted: list[Path] = field(default_factory=list)  # folders under runs/ that are no run of cfg
 
 
 def percent(x: float) -> float:
@@ -69,23 +73,32 @@ def percent(x: float) -> float:
     return 100.0 * float(x)
 
 
-def load_run(run_dir: Path, seed: int) -> RunRecord | None:
-    """A finished and evaluated run, or None."""
+def load_run(run_dir: Path, seed: int, unverified: list[Path] | None = None) -> RunRecord | None:
+    """A finished and evaluated run, or None. Files read without a checksum are
+    added to `unverified`."""
     from salclass.training.run_folder import RunFolder
 
     folder = RunFolder(run_dir)
-    if not (folder.is_finished() and folder.is_evaluated()):
+    if not folder.is_record():
         return None
+    if not folder.evaluation_matches():
+        raise UserError(f"{folder.eval}: made from another checkpoint than the run's final one "
+                        f"({folder.done.name}); re-run salclass evaluate {run_dir} (or salclass study)")
     ev, pred = folder.read_evaluation()
     index = pred["index"].astype(np.int64)
     order = np.argsort(index, kind="stable")
     top5 = pred["top5"]
     first = top5[:, 0] if top5.shape[0] and top5.shape[1] else np.zeros(0)
-    return RunRecord(seed=seed, dir=run_dir, top1=percent(ev["top1"]), top5=percent(ev["top5"]),
-                     index=index[order], label=pred["label"].astype(np.int64)[order],
-                     correct1=pred["correct1"].astype(bool)[order], correct5=pred["correct5"].astype(bool)[order],
-                     curve=[(epoch, percent(top1)) for epoch, top1 in folder.val_curve()],
-                     class_names=_class_names(ev), predicted_classes=int(np.unique(first).size))
+    correct1, correct5 = pred["correct1"].astype(bool)[order], pred["correct5"].astype(bool)[order]
+    rec = RunRecord(seed=seed, dir=run_dir, top1=percent(correct1.mean()) if correct1.size else 0.0,
+                    top5=percent(correct5.mean()) if correct5.size else 0.0,
+                    index=index[order], label=pred["label"].astype(np.int64)[order],
+                    correct1=correct1, correct5=correct5,
+                    curve=[(epoch, percent(top1)) for epoch, top1 in folder.val_curve()],
+                    class_names=_class_names(ev), predicted_classes=int(np.unique(first).size))
+    if unverified is not None:
+        unverified += [p for p in folder.unverified if p not in unverified]
+    return rec
 
 
 def _class_names(ev: dict) -> list[str]:
@@ -117,10 +130,11 @@ def _class_gains(var: list[RunRecord], base: list[RunRecord], top: int = 3) -> l
 def collect(root: str | Path, cfg: StudyConfig) -> StudyResults:
     layout = StudyLayout(root, cfg)
     exps: dict[str, ExperimentResult] = {}
+    unverified: list[Path] = []
     for e in cfg.experiments:
         runs, missing = {}, []
         for seed in cfg.seeds:
-            rec = load_run(layout.run(e, seed), seed)
+            rec = load_run(layout.run(e, seed), seed, unverified)
             if rec is None:
                 missing.append(seed)
             else:
@@ -156,4 +170,4 @@ def collect(root: str | Path, cfg: StudyConfig) -> StudyResults:
     done = [p for p in pairs if p.result is not None]
     for p, decided in zip(done, stats.decide([p.result for p in done], cfg.alpha)):
         p.result = decided
-    return StudyResults(cfg, layout, exps, pairs)
+    return StudyResults(cfg, layout, exps, pairs, unverified, layout.unaccounted_runs())

@@ -7,9 +7,14 @@ Steps, each skipped when its result is already complete in DIR:
   4. train and evaluate every experiment x seed as its own run folder, each
      fine-tune after the run it starts from (same seed);
   5. write the report.
-A finished run (done.json and its evaluation) is reused; a half-finished one is
-resumed from its checkpoint; a run folder made with other settings is an error,
-never silently reused or overwritten.
+A finished run (done.json and an evaluation of its final checkpoint) is reused,
+with or without its checkpoint (a record); a half-finished one is resumed from
+its checkpoint; a run folder made with other settings is an error, never
+silently reused or overwritten.
+
+One precision per study: `train.precision` is resolved once (auto: what this
+machine computes in natively), written into study.yaml, and given to every run;
+a folder whose runs or study.yaml say another is refused.
 """
 
 from __future__ import annotations
@@ -20,10 +25,10 @@ from pathlib import Path
 
 from salclass.errors import UserError
 from salclass.lock import folder_lock
-from salclass.settings import load_settings, save_settings, to_dict
+from salclass.settings import to_dict
 from salclass.study import stages
 from salclass.study.config import Experiment, StudyConfig, load_study, merge
-from salclass.study.layout import StudyLayout
+from salclass.study.layout import StudyLayout, read_study_config, save_study_config
 from salclass.study.report import build_report
 
 
@@ -35,7 +40,12 @@ def _check_same_study(layout: StudyLayout, cfg: StudyConfig) -> None:
     """A folder holds one study's data: refuse to mix in a different data set or saliency model."""
     if not layout.study_yaml.is_file():
         return
-    old = load_settings(StudyConfig, layout.study_yaml)
+    old, _ = read_study_config(layout.study_yaml)
+    was, now = old.train.get("precision"), cfg.train.get("precision")
+    if was in ("fp32", "bf16") and was != now:
+        raise UserError(f"{layout.root} holds a study computed in {was} (its study.yaml), this one would compute "
+                        f"in {now}: one precision per study; resume with --set train.precision={was}, or use "
+                        "another --out")
     for key in ("data", "saliency"):
         a, b = to_dict(getattr(old, key)), to_dict(getattr(cfg, key))
         if key == "saliency":  # how maps are scored or batched does not change the maps
@@ -62,6 +72,97 @@ def train_settings(cfg: StudyConfig, layout: StudyLayout, e: Experiment, seed: i
     return merge(merge(cfg.train, e.train), fixed)
 
 
+def resolve_study_precision(cfg: StudyConfig) -> list[str]:
+    """Turn the study's `train.precision` into the concrete one of this machine
+    (in place), once, so every run gets the same and study.yaml records it. An
+    experiment may name fp32 or bf16 itself (a study comparing precisions);
+    its `auto` means the study's. Returns the notes on how it was resolved, to
+    be said once the folder accepted it."""
+    from salclass.precision import resolve_precision
+    from salclass.training.distributed import World
+    from salclass.training.main import resolve_device
+
+    setting = cfg.train.get("precision", "auto")
+    if setting not in ("auto", "fp32", "bf16"):
+        raise UserError(f"train.precision must be auto, fp32 or bf16, got {setting!r}")
+    device = resolve_device(str(cfg.train.get("device", "auto")), World())
+    notes: list[str] = []
+    cfg.train["precision"] = resolve_precision(setting, device, say=notes.append)
+    for e in cfg.experiments:
+        if e.train.get("precision") == "auto":
+            e.train["precision"] = cfg.train["precision"]
+    return notes
+
+
+def _check_run_precisions(cfg: StudyConfig, layout: StudyLayout) -> None:
+    """Every run already in the folder computed in the precision it gets now."""
+    for e in cfg.order():
+        for seed in cfg.seeds:
+            folder = layout.run_folder(e, seed)
+            if not folder.config.is_file():
+                continue
+            was = folder.read_config().get("precision")
+            now = train_settings(cfg, layout, e, seed).get("precision")
+            if was in ("fp32", "bf16") and was != now:
+                raise UserError(f"{folder.path}: was trained in {was}, this study would now compute in {now}: "
+                                f"one precision per study; resume with --set train.precision={was}, or use "
+                                "another --out")
+
+
+def _check_start_points(cfg: StudyConfig, layout: StudyLayout) -> None:
+    """Before any data work: a finished run is one this study can use as it is
+    or evaluate, and a fine-tune still to start has its start run's checkpoint,
+    which a record does not keep. Refused now, not after hours of other runs."""
+    for e in cfg.order():
+        for seed in cfg.seeds:
+            folder = layout.run_folder(e, seed)
+            if folder.is_finished():
+                stages.check_run_settings(folder.path, train_settings(cfg, layout, e, seed))
+                needs_evaluation(folder)
+    for e in cfg.order():
+        if e.init_from is None:
+            continue
+        for seed in cfg.seeds:
+            folder = layout.run_folder(e, seed)
+            if folder.is_finished() or folder.checkpoint.is_file():
+                continue
+            parent = layout.run_folder(cfg.experiment(e.init_from), seed)
+            if parent.is_finished() and not parent.checkpoint.is_file():
+                raise UserError(f"{e.name} seed {seed} starts from {e.init_from} seed {seed}, whose run "
+                                f"{parent.path} has no checkpoint (a record, or dropped); put its checkpoint.pt "
+                                "back, or delete that run folder to train it again")
+
+
+def needs_evaluation(folder) -> bool:
+    """A finished run without an evaluation of its final checkpoint, which can
+    be made; UserError where it cannot (a record without its checkpoint)."""
+    if folder.is_evaluated() and folder.evaluation_matches():
+        return False
+    if not folder.checkpoint.is_file():
+        what = "was made from another checkpoint" if folder.is_evaluated() else "is missing"
+        raise UserError(f"{folder.path}: finished, but its evaluation {what} and its checkpoint is gone, so it "
+                        "cannot be evaluated again; delete the folder to train the run again")
+    return True
+
+
+def drop_checkpoints(cfg: StudyConfig, layout: StudyLayout) -> int:
+    """Delete the checkpoint of every finished run evaluated from it, unless a
+    run of the study still has to start from it (a fine-tune not finished).
+    Returns how many were deleted."""
+    dropped = 0
+    for e in cfg.order():
+        children = [c for c in cfg.experiments if c.init_from == e.name]
+        for seed in cfg.seeds:
+            folder = layout.run_folder(e, seed)
+            if not (folder.checkpoint.is_file() and folder.is_record() and folder.evaluation_matches()):
+                continue
+            if any(not layout.run_folder(c, seed).is_finished() for c in children):
+                continue
+            folder.checkpoint.unlink()
+            dropped += 1
+    return dropped
+
+
 class _Progress:
     def __init__(self, total: int):
         self.total, self.done, self.start = total, 0, time.monotonic()
@@ -71,7 +172,7 @@ class _Progress:
         _say(f"run {self.done + 1}/{self.total} ({self.done} done, {el / 60:.1f} min elapsed): {what}")
 
 
-def run_experiments(cfg: StudyConfig, layout: StudyLayout) -> None:
+def run_experiments(cfg: StudyConfig, layout: StudyLayout, drop: bool = False) -> None:
     jobs = [(e, s) for e in cfg.order() for s in cfg.seeds]
     prog = _Progress(len(jobs))
     reused = 0
@@ -81,12 +182,13 @@ def run_experiments(cfg: StudyConfig, layout: StudyLayout) -> None:
         settings = train_settings(cfg, layout, e, seed)
         if folder.is_finished():
             stages.check_run_settings(run_dir, settings)
-            if not folder.is_evaluated():
-                prog.line(f"{e.name} seed {seed}: evaluating")
+            if needs_evaluation(folder):
+                prog.line(f"{e.name} seed {seed}: evaluating its final checkpoint")
                 stages.evaluate(run_dir, layout.val_split, settings.get("device", "auto"))
             else:
                 reused += 1
             prog.done += 1
+            _drop(cfg, layout, drop)
             continue
         if e.init_from is not None:
             if not layout.run_folder(cfg.experiment(e.init_from), seed).is_finished():
@@ -97,18 +199,30 @@ def run_experiments(cfg: StudyConfig, layout: StudyLayout) -> None:
         stages.train(settings)
         stages.evaluate(run_dir, layout.val_split, settings.get("device", "auto"))
         prog.done += 1
+        _drop(cfg, layout, drop)
     if reused:
         _say(f"{reused} of {len(jobs)} runs were already finished and reused")
 
 
-def run_study(cfg: StudyConfig, root: str | Path, jobs: int = 1, ray_address: str | None = None) -> Path:
+def _drop(cfg: StudyConfig, layout: StudyLayout, drop: bool) -> None:
+    if drop:
+        n = drop_checkpoints(cfg, layout)
+        if n:
+            _say(f"dropped {n} checkpoint(s) of finished, evaluated runs no fine-tune still starts from")
+
+
+def run_study(cfg: StudyConfig, root: str | Path, jobs: int = 1, ray_address: str | None = None,
+              drop_checkpoints: bool = False) -> Path:
     """With `jobs` 1 and no Ray address the runs go one after another in this
-    process; otherwise they are Ray tasks (salclass.study.parallel)."""
+    process; otherwise they are Ray tasks (salclass.study.parallel). With
+    `drop_checkpoints`, a run's checkpoint is deleted once the run is finished
+    and evaluated and no fine-tune still has to start from it."""
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
+    notes = resolve_study_precision(cfg)
     layout = StudyLayout(root, cfg)
     with folder_lock(layout.root, exclusive=True):
-        return _run_study_locked(cfg, layout, jobs, ray_address)
+        return _run_study_locked(cfg, layout, jobs, ray_address, drop_checkpoints, notes)
 
 
 def _check_runs(cfg: StudyConfig, layout: StudyLayout) -> None:
@@ -122,13 +236,18 @@ def _check_runs(cfg: StudyConfig, layout: StudyLayout) -> None:
                 raise UserError(f"experiment {e.name}: {err}") from None
 
 
-def _run_study_locked(cfg: StudyConfig, layout: StudyLayout, jobs: int, ray_address: str | None) -> Path:
+def _run_study_locked(cfg: StudyConfig, layout: StudyLayout, jobs: int, ray_address: str | None,
+                      drop: bool, notes: list[str]) -> Path:
     _check_same_study(layout, cfg)
     _check_runs(cfg, layout)
+    _check_run_precisions(cfg, layout)
+    _check_start_points(cfg, layout)
+    for note in notes:
+        _say(note)
     t0 = time.monotonic()
     if jobs == 1 and ray_address is None:
         _prepare_data(cfg, layout, t0)
-        run_experiments(cfg, layout)
+        run_experiments(cfg, layout, drop)
     else:
         from salclass.study.parallel import check_local, joined, run_parallel
 
@@ -136,7 +255,7 @@ def _run_study_locked(cfg: StudyConfig, layout: StudyLayout, jobs: int, ray_addr
             check_local(cfg, layout)
         with joined(ray_address):
             _prepare_data(cfg, layout, t0)
-            run_parallel(cfg, layout, jobs)
+            run_parallel(cfg, layout, jobs, drop)
     report = build_report(layout.root, cfg)
     _say(f"report: {report} ({time.monotonic() - t0:.0f} s in all)")
     return report
@@ -145,22 +264,23 @@ def _run_study_locked(cfg: StudyConfig, layout: StudyLayout, jobs: int, ray_addr
 def _prepare_data(cfg: StudyConfig, layout: StudyLayout, t0: float) -> None:
     stages.ensure_store(cfg, layout, _say)
     # Saved once the data exist, so a config that named a wrong folder does not lock the study folder.
-    save_settings(cfg, layout.study_yaml)
+    save_study_config(cfg, layout.study_yaml)
     stages.ensure_maps(cfg, layout, _say)
+    stages.record_store(layout)
     stages.record_params(cfg, layout)
     stages.record_saliency_metrics(cfg, layout, _say)
     _say(f"data ready in {time.monotonic() - t0:.0f} s")
 
 
 def study_cli(config: str, out: str, sets: list[str] | None = None, estimate_from: str | None = None,
-              jobs: int = 1, ray_address: str | None = None) -> int:
+              jobs: int = 1, ray_address: str | None = None, drop_checkpoints: bool = False) -> int:
     cfg = load_study(config, sets or [])
     if estimate_from is not None:
         from salclass.study.estimate import estimate_cli
 
         return estimate_cli(cfg, estimate_from)
     try:
-        path = run_study(cfg, Path(out), jobs, ray_address)
+        path = run_study(cfg, Path(out), jobs, ray_address, drop_checkpoints)
     except KeyboardInterrupt:
         _say("stopped; finished runs are kept and the run in progress saved its last epoch. "
              "Run the same command again to resume.")

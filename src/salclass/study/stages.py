@@ -12,17 +12,22 @@ from typing import Callable
 from salclass.errors import UserError
 from salclass.io import atomic_write_json
 from salclass.study.config import StudyConfig
-from salclass.study.layout import PARAMS_TYPE, StudyLayout
+from salclass.study.layout import PARAMS_TYPE, STORE_SUMMARY_TYPE, StudyLayout
 from salclass.study.subset import make_subset
 
 Say = Callable[[str], None]
 
 
 def _open(split_dir: Path):
+    """The split, or None where there is none yet to use (absent, incomplete);
+    an edited one stops the study rather than being packed again."""
+    from salclass.checksum import ChecksumMismatch
     from salclass.data import Store
 
     try:
         return Store.open(split_dir)
+    except ChecksumMismatch:
+        raise
     except UserError:
         return None
 
@@ -66,6 +71,20 @@ def ensure_maps(cfg: StudyConfig, layout: StudyLayout, say: Say) -> None:
         say(f"saliency: predicting maps for {split} with {cfg.saliency.model} in {precision}")
         predict_into_store(split, model=cfg.saliency.model, batch_size=cfg.saliency.batch_size, overwrite=False,
                            precision=precision)
+
+
+def record_store(layout: StudyLayout) -> None:
+    """What the report says of the store (counts, classes), kept in the study
+    folder so a copy of its records reports it without the store."""
+    from salclass import checksum
+
+    splits = {}
+    for name, split in (("train", layout.train_split), ("val", layout.val_split)):
+        s = _open(split)
+        splits[name] = {"count": s.count, "size": s.size, "classes": [[w, n] for w, n in s.classes],
+                        "mean": [float(m) for m in s.mean], "fingerprint": s.meta.get("fingerprint"),
+                        "saliency_model": s.saliency_model}
+    checksum.write_json(layout.store_summary, {"type": STORE_SUMMARY_TYPE, "version": 1, **splits})
 
 
 def record_params(cfg: StudyConfig, layout: StudyLayout) -> None:

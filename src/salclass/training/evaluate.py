@@ -4,29 +4,31 @@
 with class names, confusion matrix); `eval/predictions.npz` holds one row per
 image (store row `index`, `label`, `top5`, `correct1`, `correct5`), sorted by
 index, so two runs evaluated on the same store line up image by image.
+eval.json names the checkpoint it was made from by its content checksum
+(`checkpoint_sha256`), so a study can tell an evaluation of the final weights
+from one of an earlier epoch. Evaluating into a run folder (the default)
+holds that folder's lock: never while a training process holds it.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from salclass.errors import UserError
-from salclass.io import atomic_write_bytes, atomic_write_json
+from salclass.io import CHECKSUM_KEY, content_digest
 from salclass.lock import folder_lock
 from salclass.precision import resolve_precision
 from salclass.training.checkpoint import block_order_of, checkpoint_path, load_classifier, trained_precision
 from salclass.training.distributed import World
 from salclass.training.engine import Runtime, evaluate
 from salclass.training.layout import cpu_channels_last
-
-EVAL_TYPE = "salclass.eval"
-PREDICTIONS_TYPE = "salclass.predictions"
+from salclass.training.run_folder import write_evaluation
 
 
 def _open_split(store_split: str | Path):
@@ -49,6 +51,17 @@ def evaluate_run(run_or_ckpt: str | Path, store_split: str | Path, out: str | Pa
     split (or a store root, meaning its val/), write eval.json and
     predictions.npz into `out` (default RUN/eval) and return the summary.
     The forward passes use the precision the run trained in, as its validation did."""
+    out_dir = Path(out) if out is not None else _default_out(run_or_ckpt)
+    run_dir = Path(run_or_ckpt) if Path(run_or_ckpt).is_dir() else Path(run_or_ckpt).parent
+    with ExitStack() as held:
+        if run_dir.resolve() in out_dir.resolve().parents:
+            # Writing into a run folder: not while its training (or another evaluation) holds it,
+            # and no checkpoint is replaced while this one is read.
+            held.enter_context(folder_lock(run_dir, exclusive=True))
+        return _evaluate(run_or_ckpt, store_split, out_dir, batch_size, device, progress)
+
+
+def _evaluate(run_or_ckpt, store_split, out_dir: Path, batch_size: int, device: str, progress: bool) -> dict:
     from salclass.data import StoreLoader
     from salclass.models import create
     from salclass.training.main import resolve_device
@@ -85,7 +98,6 @@ def evaluate_run(run_or_ckpt: str | Path, store_split: str | Path, out: str | Pa
                          with_saliency=net.uses_saliency, device=str(dev) if on_cuda else "cpu",
                          mean=ckpt.get("input_mean"), saliency_mean=ckpt.get("saliency_mean"))
     rt = Runtime(dev, world, precision, channels_last=channels_last, progress=progress)
-    out_dir = Path(out) if out is not None else _default_out(run_or_ckpt)
     # Taken before the pass: a folder that cannot be written is refused before the computing, not after.
     with folder_lock(out_dir, exclusive=True):
         metrics, pred = evaluate(net, loader, rt, keep_predictions=True, desc="evaluate")
@@ -102,9 +114,10 @@ def evaluate_run(run_or_ckpt: str | Path, store_split: str | Path, out: str | Pa
             per_class.append({"index": k, "wnid": wnid, "name": name, "count": n,
                               "top1": float(pred["correct1"][mine].mean()) if n else None,
                               "top5": float(pred["correct5"][mine].mean()) if n else None})
-        result = {
-            "type": EVAL_TYPE, "version": 1,
-            "checkpoint": str(checkpoint_path(run_or_ckpt)), "model": ckpt["model_name"], "epoch": int(ckpt["epoch"]),
+        summary = {
+            "checkpoint": str(checkpoint_path(run_or_ckpt)),
+            "checkpoint_sha256": ckpt.get(CHECKSUM_KEY) or content_digest(ckpt),
+            "model": ckpt["model_name"], "epoch": int(ckpt["epoch"]),
             "precision": precision,
             "store": str(store.path), "count": int(len(pred["index"])),
             "top1": metrics["top1"], "top5": metrics["top5"], "loss": metrics["loss"],
@@ -112,10 +125,7 @@ def evaluate_run(run_or_ckpt: str | Path, store_split: str | Path, out: str | Pa
             "confusion": confusion.tolist(),
             "confusion_axes": "rows: true class, columns: predicted class (class order of per_class)",
         }
-        buf = io.BytesIO()
-        np.savez(buf, type=np.array(PREDICTIONS_TYPE), version=np.array(1), **pred)
-        atomic_write_bytes(out_dir / "predictions.npz", buf.getvalue())
-        atomic_write_json(out_dir / "eval.json", result)
+        result = write_evaluation(out_dir, summary, pred)
         result["out"] = str(out_dir)
     return result
 

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from salclass.errors import UserError
-from salclass.io import atomic_torch_save, atomic_write_json, atomic_write_text, read_json
+from salclass.io import CHECKSUM_KEY, atomic_torch_save, atomic_write_json, atomic_write_text
 from salclass.lock import LOCK_NAME, folder_lock
 from salclass.precision import Precision, resolve_precision
 from salclass.settings import load_settings, save_settings, to_dict
@@ -36,8 +36,7 @@ from salclass.training.engine import (AttentionLoss, NonFiniteLoss, Runtime, Sto
                                       evaluate, train_one_epoch)
 from salclass.training.layout import cpu_channels_last
 from salclass.training.optim import sgd
-from salclass.training.run_folder import (CONFIG_NAME, DONE_NAME, DONE_TYPE, LOG_NAME, RunFolder,
-                                          settings_difference)
+from salclass.training.run_folder import CONFIG_NAME, DONE_NAME, LOG_NAME, RunFolder, settings_difference
 
 
 def _log(msg: str, world: World) -> None:
@@ -113,7 +112,7 @@ def _existing(cfg: TrainConfig, folder: RunFolder, resume: bool) -> tuple[dict |
     foreign = any(p.name not in (LOCK_NAME, LOG_NAME) for p in out.iterdir()) if out.is_dir() else False
     if foreign and not folder.config.is_file():
         raise UserError(f"out: {out} is not empty and holds no run ({CONFIG_NAME} missing); choose another folder")
-    done = read_json(folder.done) if folder.done.is_file() else None
+    done = folder.read_done() if folder.done.is_file() else None
     ckpt = load_classifier(folder.checkpoint) if folder.checkpoint.is_file() else None
     saved = ckpt["config"] if ckpt is not None else None
     if saved is not None:
@@ -287,6 +286,14 @@ def _run(cfg: TrainConfig, world: World, device: torch.device, resume: bool) -> 
     if done is not None and ckpt is not None and ckpt["epoch"] >= cfg.epochs:
         _log(f"{out}: finished earlier ({ckpt['epoch']} epochs, {DONE_NAME}); nothing to do", world)
         return out
+    if done is not None and ckpt is None:
+        # A record (its checkpoint dropped or never copied): training again would overwrite its metrics.
+        if int(done.get("epochs", 0)) >= cfg.epochs:
+            _log(f"{out}: finished earlier ({done.get('epochs')} epochs, {DONE_NAME}; no checkpoint kept); "
+                 "nothing to do", world)
+            return out
+        raise UserError(f"out: {out} is a finished run of {done.get('epochs')} epochs without its checkpoint; "
+                        f"it cannot be continued to {cfg.epochs} (choose another out folder)")
     if ckpt is not None and ckpt["epoch"] > cfg.epochs:
         raise UserError(f"epochs: the run in {out} already trained {ckpt['epoch']} epochs, more than {cfg.epochs}")
     if ckpt is not None:
@@ -321,6 +328,8 @@ def _run(cfg: TrainConfig, world: World, device: torch.device, resume: bool) -> 
     stop = StopFlag()
     began = time.perf_counter()
     completed = start_epoch
+    # What done.json names as the final checkpoint: the resumed one, until an epoch replaces it.
+    final_sha = ckpt.get(CHECKSUM_KEY) if ckpt is not None else None
     try:
         with _stop_on_signals(stop):
             if cfg.init_from is not None and start_epoch == 0 and not folder.start.is_file():
@@ -348,8 +357,9 @@ def _run(cfg: TrainConfig, world: World, device: torch.device, resume: bool) -> 
                     folder.append_metrics(record)
                     if writer is not None:
                         _tensorboard(writer, record)
-                    atomic_torch_save(_checkpoint(cfg, net, optimizer, scheduler, epoch, crop, train_store,
-                                                  identity, states, precision), folder.checkpoint)
+                    final_sha = atomic_torch_save(_checkpoint(cfg, net, optimizer, scheduler, epoch, crop,
+                                                              train_store, identity, states, precision),
+                                                  folder.checkpoint)
                 completed = epoch
                 _log(_epoch_line(record, cfg.epochs), world)
             # The loops poll the flag only between batches: a stop asked for
@@ -371,8 +381,8 @@ def _run(cfg: TrainConfig, world: World, device: torch.device, resume: bool) -> 
     distributed.barrier(world)
     if world.is_primary():
         final = folder.read_metrics()
-        atomic_write_json(folder.done, {
-            "type": DONE_TYPE, "version": 1, "epochs": cfg.epochs, "model": net.variant, "precision": precision,
+        folder.write_done({
+            "epochs": cfg.epochs, "model": net.variant, "precision": precision, "checkpoint_sha256": final_sha,
             "val": final[-1]["val"] if final else None,
             "best_val_top1": max((m["val"]["top1"] for m in final), default=None),
             "seconds_this_session": time.perf_counter() - began,

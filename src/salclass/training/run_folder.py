@@ -8,6 +8,13 @@ short by a kill mid-append is dropped, since its epoch never reached the
 checkpoint and resuming computes it again. Any other damaged line is an error
 naming the file.
 
+Record files carry checksums (salclass.checksum): done.json, eval.json and
+each metrics line. A mismatch is one line naming the file; a file from before
+checksums is read as it is and listed in `unverified`. done.json names the
+final checkpoint by its content checksum and eval.json the checkpoint it was
+made from, so an evaluation of another epoch's weights is told apart
+(`evaluation_matches`) even when the checkpoint itself is gone (a record).
+
 Metrics come before the checkpoint: an epoch's line is appended (and fsynced)
 before the checkpoint of that epoch replaces the previous one, so the files
 never claim an epoch the checkpoint cannot reproduce; resuming truncates the
@@ -16,11 +23,13 @@ metrics back to the checkpoint's epoch.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
+from salclass import checksum
 from salclass.errors import UserError
-from salclass.io import append_line_durably, atomic_write_text, read_json
+from salclass.io import append_line_durably, atomic_write_bytes, atomic_write_text, file_sha256, read_json
 from salclass.settings import read_yaml
 from salclass.training.checkpoint import CHECKPOINT_NAME
 from salclass.training.config import RUNTIME_FIELDS
@@ -36,6 +45,15 @@ EVAL_DIR = "eval"
 EVAL_NAME = "eval.json"
 PREDICTIONS_NAME = "predictions.npz"
 DONE_TYPE = "salclass.run_done"
+EVAL_TYPE = "salclass.eval"
+PREDICTIONS_TYPE = "salclass.predictions"
+PREDICTION_ARRAYS = ("index", "label", "top5", "correct1", "correct5")
+# What a run's record is: everything a report reads, nothing it does not (no
+# checkpoint, no TensorBoard events, no log). Paths relative to the run folder.
+RECORD_FILES = (CONFIG_NAME, METRICS_NAME, DONE_NAME, START_NAME, INIT_NAME, f"{EVAL_DIR}/{EVAL_NAME}",
+                f"{EVAL_DIR}/{PREDICTIONS_NAME}")
+# A summary accuracy in eval.json may differ from the mean of its predictions by rounding only.
+_SUMMARY_TOLERANCE = 1e-9
 
 # Settings that may differ between a run and a command that continues or reuses it: how
 # it computes (RUNTIME_FIELDS), how long it goes on (epochs, in RUNTIME_FIELDS: a finished
@@ -63,6 +81,14 @@ class RunFolder:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        # Record files read so far that carry no checksum (written before checksums were).
+        self.unverified: list[Path] = []
+
+    def _checked(self, obj, path: Path, remedy: str = ""):
+        obj, verified = checksum.check(obj, path, remedy)
+        if not verified and path not in self.unverified:
+            self.unverified.append(path)
+        return obj
 
     @property
     def config(self) -> Path:
@@ -116,6 +142,10 @@ class RunFolder:
     def is_evaluated(self) -> bool:
         return self.eval.is_file() and self.predictions.is_file()
 
+    def is_record(self) -> bool:
+        """Finished and evaluated: all a report needs, with or without its checkpoint."""
+        return self.is_finished() and self.is_evaluated()
+
     def read_config(self) -> dict:
         """The run's saved settings (UserError if missing or not a mapping)."""
         if not self.config.is_file():
@@ -126,7 +156,7 @@ class RunFolder:
         data = read_json(self.done)
         if not isinstance(data, dict) or data.get("type") != DONE_TYPE:
             raise UserError(f"{self.done}: not a salclass run's {DONE_NAME}")
-        return data
+        return self._checked(data, self.done, f"restore it, or delete {self.path} to train the run again")
 
     def read_metrics(self) -> list[dict]:
         """Every epoch's metrics line ([] when there is no file yet); see the module doc."""
@@ -147,6 +177,11 @@ class RunFolder:
                 raise UserError(f"{path}: line {n} is not valid JSON") from None
             if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
                 raise UserError(f"{path}: line {n} is not an epoch's metrics (no integer 'epoch')")
+            if checksum.KEY in record:
+                record, _ = checksum.check(record, f"{path}, line {n}",
+                                           f"restore the file, or delete {self.path} to train the run again")
+            else:
+                record = self._checked(record, path)
             lines.append(record)
         return lines
 
@@ -166,27 +201,53 @@ class RunFolder:
 
     def read_evaluation(self) -> tuple[dict, dict]:
         """(eval.json, the per-image predictions as arrays), checked: a damaged or
-        hand-edited file is one line naming it (re-run `salclass evaluate` on the run)."""
+        hand-edited file is one line naming it (re-run `salclass evaluate` on the
+        run). The predictions are the truth: eval.json's count, top-1 and top-5
+        must agree with them, and the file must be the one eval.json names."""
         import zipfile
 
         import numpy as np
 
+        again = f"re-run salclass evaluate {self.path}"
         ev = read_json(self.eval)
+        if isinstance(ev, dict):
+            ev = self._checked(ev, self.eval, again)
         bad = [k for k in ("top1", "top5") if not isinstance(ev.get(k) if isinstance(ev, dict) else None,
                                                              (int, float))]
         if bad:
-            raise UserError(f"{self.eval}: not an evaluation ('{bad[0]}' missing or not a number); "
-                            f"re-run salclass evaluate {self.path}")
+            raise UserError(f"{self.eval}: not an evaluation ('{bad[0]}' missing or not a number); {again}")
+        recorded = ev.get("predictions_sha256")
+        if recorded is not None and self.predictions.is_file() and file_sha256(self.predictions) != recorded:
+            raise UserError(f"{self.predictions}: not the predictions {self.eval} was written with "
+                            f"(its sha256 differs); {again}")
         try:
             with np.load(self.predictions) as z:
-                pred = {k: np.asarray(z[k]) for k in ("index", "label", "top5", "correct1", "correct5")}
+                pred = {k: np.asarray(z[k]) for k in PREDICTION_ARRAYS}
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
-            raise UserError(f"{self.predictions}: unreadable predictions ({type(e).__name__}); "
-                            f"re-run salclass evaluate {self.path}") from None
+            raise UserError(f"{self.predictions}: unreadable predictions ({type(e).__name__}); {again}") from None
         n = pred["index"].shape[0]
         if any(a.shape[:1] != (n,) for a in pred.values()) or pred["top5"].ndim != 2:
-            raise UserError(f"{self.predictions}: arrays of different lengths; re-run salclass evaluate {self.path}")
+            raise UserError(f"{self.predictions}: arrays of different lengths; {again}")
+        if isinstance(ev.get("count"), int) and ev["count"] != n:
+            raise UserError(f"{self.eval}: count {ev['count']} disagrees with the {n} predictions beside it; "
+                            f"{again}")
+        for key, hits in (("top1", pred["correct1"]), ("top5", pred["correct5"])):
+            truth = float(np.mean(hits.astype(bool))) if n else 0.0
+            if n and abs(float(ev[key]) - truth) > _SUMMARY_TOLERANCE:
+                raise UserError(f"{self.eval}: {key} {ev[key]!r} disagrees with the per-image predictions "
+                                f"beside it ({truth!r}); {again}")
         return ev, pred
+
+    def evaluation_matches(self) -> bool:
+        """Whether eval.json was made from the run's final checkpoint: the
+        checkpoint checksum both record, else (files from before that) the epoch."""
+        done = self.read_done()
+        ev = read_json(self.eval)
+        ev = self._checked(ev, self.eval, f"re-run salclass evaluate {self.path}") if isinstance(ev, dict) else {}
+        final, made_from = done.get("checkpoint_sha256"), ev.get("checkpoint_sha256")
+        if final is not None and made_from is not None:
+            return final == made_from
+        return ev.get("epoch") == done.get("epochs")
 
     def check_metrics_cover(self, epoch: int) -> None:
         """Resuming keeps the metrics lines up to the checkpoint's epoch and appends
@@ -202,9 +263,32 @@ class RunFolder:
 
     def append_metrics(self, record: dict) -> None:
         """One epoch's line, durably, before that epoch's checkpoint is written."""
-        append_line_durably(self.metrics, json.dumps(record))
+        append_line_durably(self.metrics, checksum.line(record))
 
     def truncate_metrics(self, epoch: int) -> None:
         """Keep the lines of epochs 1..epoch (the checkpoint's), atomically."""
         kept = [m for m in self.read_metrics() if m["epoch"] <= epoch]
-        atomic_write_text(self.metrics, "".join(json.dumps(m) + "\n" for m in kept))
+        atomic_write_text(self.metrics, "".join(checksum.line(m) + "\n" for m in kept))
+
+    def write_done(self, data: dict) -> None:
+        """The finished marker, last of a run's files."""
+        checksum.write_json(self.done, {"type": DONE_TYPE, "version": 1, **data})
+
+
+def write_evaluation(out_dir: str | Path, summary: dict, pred: dict) -> dict:
+    """An evaluation: predictions.npz (one row per image, arrays PREDICTION_ARRAYS),
+    then eval.json (`summary` with its type, the predictions' sha256 and a
+    checksum), each atomically; eval.json last, so it never names predictions
+    that are not there. Returns what eval.json holds."""
+    import io
+
+    import numpy as np
+
+    out_dir = Path(out_dir)
+    buf = io.BytesIO()
+    np.savez(buf, type=np.array(PREDICTIONS_TYPE), version=np.array(1), **{k: pred[k] for k in PREDICTION_ARRAYS})
+    data = buf.getvalue()
+    atomic_write_bytes(out_dir / PREDICTIONS_NAME, data)
+    result = {"type": EVAL_TYPE, "version": 1, **summary, "predictions_sha256": hashlib.sha256(data).hexdigest()}
+    checksum.write_json(out_dir / EVAL_NAME, result)
+    return result
