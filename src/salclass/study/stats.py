@@ -43,6 +43,11 @@ The family's training noise: the moderated t (the default, `verdict_test`)
     spread of log s^2 is no larger than sampling noise, d0 is infinite (the
     pooled s0^2, a normal reference); with fewer than two comparisons that
     measure noise the fit says nothing, d0 = 0, and the test is the one above.
+    The prior counts as at most PRIOR_WEIGHT times the comparison's own d: a
+    study's few comparisons, which share networks and so move together, do not
+    show when networks' noise differs 3x, the fit then says d0 = infinite, and
+    the uncapped test gave false verdicts in 7-22% of such simulated studies
+    (benchmarks/verdicts.py, scenarios unequal-noise and headline-unequal).
 
 One seed: no verdict
     The training noise cannot be measured from one run per network, so no
