@@ -41,7 +41,7 @@ bench-study: $(STAMP)
 
 # The statistics, not a speed: false-verdict rates of the study's rule on simulated null studies.
 calibrate: $(STAMP)
-	$(PY) benchmarks/verdicts.py --studies 500
+	$(PY) benchmarks/verdicts.py
 
 clean-venv:
 	rm -rf $(VENV)

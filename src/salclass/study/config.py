@@ -158,6 +158,9 @@ class StudyConfig:
     figures: list[FigureSettings] = field(default_factory=list)
     bootstrap: int = 2000  # bootstrap resamples per comparison (the image-only interval of one seed)
     alpha: float = 0.05  # for the whole family of comparisons (Holm)
+    # How a comparison's training noise is estimated (docs/study.md, "How verdicts are made"): "moderated" borrows
+    # strength from the family's other comparisons, "seeds-images" uses the comparison's own seeds alone.
+    verdict_test: Literal["moderated", "seeds-images"] = "moderated"
     # A thesis claim of "no difference" holds only if ours is shown to lie within +-this many top-1 points.
     equivalence_margin: float = 1.0
     examples: int = 8  # images in the report's grid of maps

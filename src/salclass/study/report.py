@@ -563,16 +563,37 @@ def _params_conclusion(layout: StudyLayout) -> list[Block]:
     return [Block("p", text + ".")]
 
 
-def _method(cfg: StudyConfig) -> list[Block]:
+def _training_noise(cfg: StudyConfig, prior: stats.Prior | None) -> str:
+    """How the training part of the variance was estimated: the comparison's own seeds, or moderated."""
+    floor = (" The per-seed variance is never taken below the seed-by-image residual mean square over the number "
+             "of images, the least it can be; a comparison with no spread at all gets p = 1, no verdict of a difference.")
+    if cfg.verdict_test == stats.TEST_SEEDS_IMAGES:
+        return ("The training part comes from the comparison's own seeds alone (`verdict_test: seeds-images`), "
+                "with as many degrees of freedom as there are seeds less one." + floor)
+    text = ("The training part is moderated over the study's comparisons (`verdict_test: moderated`, Smyth's "
+            "moderated t): each comparison's per-seed variance is averaged with a prior variance fitted to all "
+            "the comparisons' variances, weighted by their degrees of freedom, the prior's counted as at most "
+            "the comparison's own.")
+    if prior is not None:
+        if prior.df == 0.0:
+            text += (f" Here only {prior.comparisons} comparison(s) measured training noise, too few to fit a "
+                     "prior, so each comparison uses its own seeds alone.")
+        else:
+            fitted = "infinite" if np.isinf(prior.df) else f"{prior.df:.1f}"
+            text += (f" Fitted on {prior.comparisons} comparisons: a prior SD of the per-seed differences of "
+                     f"{100 * prior.var ** 0.5:.2f} points, prior degrees of freedom {fitted}.")
+    return text + floor
+
+
+def _method(cfg: StudyConfig, prior: stats.Prior | None = None) -> list[Block]:
     return [Block("h2", "How the statistics are computed"),
             Block("list", items=[
                 "Every experiment is trained once per seed; a variant and its baseline share seeds and are "
                 "evaluated on the same validation images, so their predictions are compared image by image.",
                 "Several seeds: the difference of the means is tested with a t-test whose variance has two "
                 "parts, the spread of the per-seed differences (training noise) and the spread of the per-image "
-                "differences averaged over seeds (the choice of images, less the noise the two parts share), and "
-                "as many degrees of freedom as there are seeds less one; the 95% interval is the matching t "
-                "interval.",
+                "differences averaged over seeds (the choice of images, less the noise the two parts share); the "
+                "95% interval is the matching t interval. " + _training_noise(cfg, prior),
                 "One seed: no verdict. The interval is a paired bootstrap over the validation images and p is "
                 "McNemar's test on the images only one of the two gets right (exact below 25 such images); both "
                 "ignore training noise, which one run per network cannot measure.",
@@ -671,7 +692,7 @@ def build_report(root: str | Path, cfg: StudyConfig | None = None, out: str | Pa
     blocks += _figures(res, drawn)
     blocks += _saliency(res, drawn)
     blocks += conclusions(res)
-    blocks += _method(cfg)
+    blocks += _method(cfg, next((p.result.prior for p in res.pairs if p.result and p.result.prior), None))
     atomic_write_text(dest.report_md, to_markdown(blocks, dest.root))
     atomic_write_text(dest.report_html, to_html(blocks, f"Study report: {cfg.name}"))
     for p in res.unaccounted:

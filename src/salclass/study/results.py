@@ -166,8 +166,9 @@ def collect(root: str | Path, cfg: StudyConfig) -> StudyResults:
                              _stack(var, "correct5"), _stack(base, "correct5"), resamples=cfg.bootstrap, seed=i)
         pairs.append(PairResult(v, a, pair.question, pair.claim, seeds, int(var[0].index.size), cmp_, thesis_delta,
                                 _class_gains(var, base)))
-    # One family: every comparison the report makes, adjusted together.
+    # One family: every comparison the report makes, tested and adjusted together.
     done = [p for p in pairs if p.result is not None]
-    for p, decided in zip(done, stats.decide([p.result for p in done], cfg.alpha)):
+    tested = stats.family_test([p.result for p in done], cfg.verdict_test)
+    for p, decided in zip(done, stats.decide(tested, cfg.alpha)):
         p.result = decided
     return StudyResults(cfg, layout, exps, pairs, unverified, layout.unaccounted_runs())

@@ -10,17 +10,44 @@ below; benchmarks/verdicts.py measures their false-positive rates.
 Several seeds: the seeds-and-images t-test
     x[k, i] = variant correct - baseline correct on image i with seed k (-1, 0, 1),
     K seeds by N images, a two-way layout. The estimate is D = mean of x. Its
-    variance has a training part, var(d) / K with d[k] = mean_i x[k, i] (the
-    per-seed differences), and an image part: the spread of the per-image
-    differences averaged over seeds, var_i(mean_k x) / N, less the seed-by-image
-    noise it shares with the training part (the residual mean square of the
-    two-way layout over N K; the part is never taken below 0). This is the
-    usual random-effects estimate of the variance of a grand mean. D / sqrt(V)
-    is referred to a t distribution with K - 1 degrees of freedom, those of the
-    training part: the image part is estimated far more precisely, so giving it
-    no degrees of freedom of its own errs on the safe side, where
+    variance has a training part, s^2 / K with s^2 the variance of the per-seed
+    differences d[k] = mean_i x[k, i], and an image part: the spread of the
+    per-image differences averaged over seeds, var_i(mean_k x) / N, less the
+    seed-by-image noise it shares with the training part (the residual mean
+    square of the two-way layout over N K; the part is never taken below 0).
+    This is the usual random-effects estimate of the variance of a grand mean.
+    D / sqrt(V) is referred to a t distribution with K - 1 degrees of freedom,
+    those of the training part: the image part is estimated far more precisely,
+    so giving it no degrees of freedom of its own errs on the safe side, where
     Welch-Satterthwaite degrees of freedom let 7.7% of null comparisons through
     at 3 seeds (benchmarks/verdicts.py). Interval: D +- t * sqrt(V).
+
+    The floor: every d[k] averages N images, so its variance holds at least the
+    seed-by-image noise over N, and the residual mean square estimates that
+    noise with (N - 1)(K - 1) degrees of freedom. s^2 is therefore never taken
+    below residual mean square / N. Without the floor, two seeds whose
+    differences happen to be equal gave s^2 = 0, a zero variance and p = 0.
+    With the floor the variance is zero only when x is the same number on every
+    image of every seed; nothing then measures the noise, and p is 1 (no
+    verdict of a difference).
+
+The family's training noise: the moderated t (the default, `verdict_test`)
+    K - 1 degrees of freedom make a very heavy-tailed t at 3 seeds. The
+    comparisons of one study measure training noise of the same kind of runs,
+    so each comparison's s^2 borrows strength from the others (Smyth 2004, the
+    moderated t of limma): the s^2 of the family are taken as draws of
+    s0^2 * F(d, d0), their prior (d0, s0^2) is fitted by matching the mean and
+    variance of log s^2 (digamma, trigamma), and each comparison uses
+        s~^2 = (d0 s0^2 + d s^2) / (d0 + d),  degrees of freedom d0 + d,
+    still no lower than its own floor; the image part is unchanged. When the
+    spread of log s^2 is no larger than sampling noise, d0 is infinite (the
+    pooled s0^2, a normal reference); with fewer than two comparisons that
+    measure noise the fit says nothing, d0 = 0, and the test is the one above.
+    The prior counts as at most PRIOR_WEIGHT times the comparison's own d: a
+    study's few comparisons, which share networks and so move together, do not
+    show when networks' noise differs 3x, the fit then says d0 = infinite, and
+    the uncapped test gave false verdicts in 7-22% of such simulated studies
+    (benchmarks/verdicts.py, scenarios unequal-noise and headline-unequal).
 
 One seed: no verdict
     The training noise cannot be measured from one run per network, so no
@@ -48,6 +75,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy import special
 from scipy import stats as sps
 
 BETTER = "better"
@@ -56,7 +84,15 @@ NOISE = "not distinguishable from noise"
 NO_VERDICT = "no verdict (one seed)"
 
 SEEDS_T = "seeds+images t"
+MODERATED = "moderated seeds+images t"
+
+# The study setting `verdict_test` picks one of these.
+TEST_MODERATED = "moderated"
+TEST_SEEDS_IMAGES = "seeds-images"
 MCNEMAR = "McNemar, images only"
+
+# The family's prior counts as at most this many times a comparison's own degrees of freedom (module doc).
+PRIOR_WEIGHT = 1.0
 
 # Below this many discordant pairs the chi-square approximation is poor.
 EXACT_BELOW = 25
@@ -79,6 +115,34 @@ class McNemar:
 
 
 @dataclass(frozen=True)
+class Noise:
+    """The parts of a seeds+images variance, kept so that the family step can re-weigh the training part."""
+
+    seeds: int  # K
+    seed_var: float  # variance of the per-seed differences, before the floor
+    floor: float  # residual mean square / N: the least seed_var can be
+    image_var: float  # the image part of the variance of the mean difference
+
+    @property
+    def df(self) -> int:
+        return self.seeds - 1
+
+    @property
+    def training_var(self) -> float:
+        """s^2 of the module doc: the per-seed variance, floored."""
+        return max(self.seed_var, self.floor)
+
+
+@dataclass(frozen=True)
+class Prior:
+    """The family's fitted prior of the training variance (the moderated t)."""
+
+    df: float  # d0: math.inf when the spread of log s^2 is all sampling noise, 0.0 when the fit says nothing
+    var: float | None  # s0^2; None with d0 = 0
+    comparisons: int  # how many comparisons the fit used
+
+
+@dataclass(frozen=True)
 class Interval:
     diff: float  # observed difference, variant minus baseline (fraction, not %)
     low: float
@@ -86,7 +150,8 @@ class Interval:
     level: float
     over: str  # "images" (one seed) or "seeds+images"
     se: float | None = None  # standard error of diff (seeds+images only)
-    df: float | None = None  # its degrees of freedom (seeds - 1)
+    df: float | None = None  # its degrees of freedom (seeds - 1; more with the moderated t, inf for a normal)
+    noise: Noise | None = None  # the variance's parts (seeds+images only)
 
 
 @dataclass(frozen=True)
@@ -96,10 +161,11 @@ class Comparison:
     mcnemar: McNemar  # discordant images pooled over seeds (shown; the test only with one seed)
     seeds: int
     p: float  # raw two-sided p of the top-1 difference: seeds+images t, or McNemar with one seed
-    method: str  # SEEDS_T or MCNEMAR
+    method: str  # SEEDS_T, MODERATED (set by `moderate`) or MCNEMAR
     p_adjusted: float | None = None  # Holm over the study's family, set by `decide`
     family: int | None = None  # how many comparisons the family had
     verdict: str = NO_VERDICT
+    prior: Prior | None = None  # the family's prior, when `moderate` set the test
 
     @property
     def can_decide(self) -> bool:
@@ -178,8 +244,8 @@ def paired_bootstrap(variant_correct, baseline_correct, *, resamples: int = 2000
     return Interval(diff=float(d.mean()), low=float(low), high=float(high), level=level, over="images")
 
 
-def seeds_images_t(variant_correct, baseline_correct, *, level: float = 0.95) -> tuple[Interval, float]:
-    """(interval, two-sided p) of the seeds-and-images t-test; needs at least 2 seeds (module doc)."""
+def noise_parts(variant_correct, baseline_correct) -> tuple[float, Noise]:
+    """(mean difference, its variance's parts) of the seeds-and-images layout; needs at least 2 seeds."""
     v, b = _pair(variant_correct, baseline_correct)
     x = v - b
     k, n = x.shape
@@ -187,21 +253,33 @@ def seeds_images_t(variant_correct, baseline_correct, *, level: float = 0.95) ->
         raise ValueError("the seeds+images test needs at least 2 seeds; with one seed give no verdict")
     diff = float(x.mean())
     per_seed, per_image = x.mean(axis=1), x.mean(axis=0)
-    v_seeds = float(per_seed.var(ddof=1)) / k
-    v_images = 0.0
+    ms_error, v_images = 0.0, 0.0
     if n > 1:
         residual = x - per_seed[:, None] - per_image[None, :] + diff
         ms_error = float((residual ** 2).sum()) / ((n - 1) * (k - 1))
         v_images = max(0.0, float(per_image.var(ddof=1)) / n - ms_error / (n * k))
-    var = v_seeds + v_images
+    return diff, Noise(seeds=k, seed_var=float(per_seed.var(ddof=1)), floor=ms_error / n, image_var=v_images)
+
+
+def t_test(diff: float, noise: Noise, training_var: float, df: float, *, level: float = 0.95
+           ) -> tuple[Interval, float]:
+    """(interval, two-sided p) of a mean difference whose variance is training_var / K + the image part."""
+    var = training_var / noise.seeds + noise.image_var
     if var <= 0.0:
-        # Every seed and image differs by exactly the same amount: nothing to be uncertain about.
-        return Interval(diff, diff, diff, level, "seeds+images", 0.0, float("inf")), (1.0 if diff == 0 else 0.0)
-    df = float(k - 1)
+        # x is one number on every image of every seed: nothing measures the noise, so no verdict.
+        return Interval(diff, diff, diff, level, "seeds+images", 0.0, df, noise), 1.0
     se = var ** 0.5
-    half = float(sps.t.ppf(0.5 + level / 2.0, df)) * se
-    p = float(2.0 * sps.t.sf(abs(diff) / se, df))
-    return Interval(diff, diff - half, diff + half, level, "seeds+images", se, float(df)), p
+    # scipy.special's t distribution: the same numbers as scipy.stats.t, without its per-call overhead, which
+    # dominates the simulations of benchmarks/verdicts.py.
+    half = float(special.stdtrit(df, 0.5 + level / 2.0)) * se
+    p = float(2.0 * special.stdtr(df, -abs(diff) / se))
+    return Interval(diff, diff - half, diff + half, level, "seeds+images", se, float(df), noise), p
+
+
+def seeds_images_t(variant_correct, baseline_correct, *, level: float = 0.95) -> tuple[Interval, float]:
+    """(interval, two-sided p) of the seeds-and-images t-test, the comparison's own noise alone (module doc)."""
+    diff, noise = noise_parts(variant_correct, baseline_correct)
+    return t_test(diff, noise, noise.training_var, float(noise.df), level=level)
 
 
 def interval(variant_correct, baseline_correct, *, resamples: int = 2000, level: float = 0.95,
@@ -217,16 +295,91 @@ def compare(variant_top1, baseline_top1, variant_top5=None, baseline_top5=None, 
     """Paired comparison of a variant with its baseline (per-image correctness,
     (N,) or (seeds, N)); its verdict is set by `decide` over the study's family."""
     seeds = _as_runs(variant_top1).shape[0]
-    top1 = interval(variant_top1, baseline_top1, resamples=resamples, level=level, seed=seed)
+    pooled = mcnemar(variant_top1, baseline_top1)
+    if seeds >= 2:
+        top1, p = seeds_images_t(variant_top1, baseline_top1, level=level)
+        method = SEEDS_T
+    else:
+        top1 = paired_bootstrap(variant_top1, baseline_top1, resamples=resamples, level=level, seed=seed)
+        p, method = pooled.p, MCNEMAR
     top5 = None
     if variant_top5 is not None and baseline_top5 is not None:
         top5 = interval(variant_top5, baseline_top5, resamples=resamples, level=level, seed=seed + 1)
-    pooled = mcnemar(variant_top1, baseline_top1)
-    if seeds >= 2:
-        p, method = seeds_images_t(variant_top1, baseline_top1, level=level)[1], SEEDS_T
-    else:
-        p, method = pooled.p, MCNEMAR
     return Comparison(top1=top1, top5=top5, mcnemar=pooled, seeds=seeds, p=p, method=method)
+
+
+def _trigamma_inverse(y: float) -> float:
+    """x with trigamma(x) = y > 0, by Newton's method on 1 / trigamma, which is nearly linear in x."""
+    x = 0.5 + 1.0 / y if y < 1e6 else 1.0 / y ** 0.5
+    for _ in range(100):
+        tri = float(special.polygamma(1, x))
+        step = tri * (1.0 - tri / y) / float(special.polygamma(2, x))
+        x += step
+        if -step / x < 1e-10:
+            break
+    return x
+
+
+def fit_prior(noises: list[Noise]) -> Prior:
+    """The prior (d0, s0^2) of the family's training variances, by moments of log s^2 (Smyth 2004)."""
+    used = [n for n in noises if n.training_var > 0.0]
+    if len(used) < 2:
+        return Prior(df=0.0, var=None, comparisons=len(used))
+    d = np.array([n.df for n in used], dtype=np.float64)
+    # log s^2 - E[log chi2_d / d]: what is left estimates log s0^2 plus the prior's own log-F part.
+    e = np.log([n.training_var for n in used]) - special.digamma(d / 2) + np.log(d / 2)
+    g = e.size
+    spread = float(np.sum((e - e.mean()) ** 2)) / (g - 1) - float(np.mean(special.polygamma(1, d / 2)))
+    if spread <= 0.0:
+        return Prior(df=float("inf"), var=float(np.exp(e.mean())), comparisons=g)
+    d0 = 2.0 * _trigamma_inverse(spread)
+    s0 = float(np.exp(e.mean() + special.digamma(d0 / 2) - np.log(d0 / 2)))
+    return Prior(df=d0, var=s0, comparisons=g)
+
+
+def moderated(iv: Interval, prior: Prior, weight: float | None = PRIOR_WEIGHT) -> tuple[Interval, float]:
+    """(interval, p) with the training variance moderated by the family's prior, never below the comparison's
+    floor; the prior counts as at most `weight` times the comparison's degrees of freedom (None: as fitted)."""
+    noise = iv.noise
+    d = float(noise.df)
+    d0 = prior.df if weight is None else min(prior.df, weight * d)
+    if d0 == 0.0:
+        s2, df = noise.training_var, d
+    elif np.isinf(d0):
+        s2, df = prior.var, float("inf")
+    else:
+        s2, df = (d0 * prior.var + d * noise.training_var) / (d0 + d), d0 + d
+    return t_test(iv.diff, noise, max(s2, noise.floor), df, level=iv.level)
+
+
+def moderate(comparisons: list[Comparison], weight: float | None = PRIOR_WEIGHT) -> list[Comparison]:
+    """The family step of the moderated t: refit every several-seed comparison's top-1 (and top-5) test
+    with the training variance it borrows from the whole family. Comes between `compare` and `decide`."""
+    fits = {}
+    for name in ("top1", "top5"):
+        noises = [getattr(c, name).noise for c in comparisons
+                  if getattr(c, name) is not None and getattr(c, name).noise is not None]
+        fits[name] = fit_prior(noises)
+    out = []
+    for c in comparisons:
+        if c.top1.noise is None:
+            out.append(c)
+            continue
+        top1, p = moderated(c.top1, fits["top1"], weight)
+        top5 = c.top5
+        if top5 is not None and top5.noise is not None:
+            top5 = moderated(top5, fits["top5"], weight)[0]
+        out.append(replace(c, top1=top1, top5=top5, p=p, method=MODERATED, prior=fits["top1"]))
+    return out
+
+
+def family_test(comparisons: list[Comparison], test: str) -> list[Comparison]:
+    """The study's verdict test over its family: `moderate` for TEST_MODERATED, as computed for TEST_SEEDS_IMAGES."""
+    if test == TEST_MODERATED:
+        return moderate(comparisons)
+    if test == TEST_SEEDS_IMAGES:
+        return list(comparisons)
+    raise ValueError(f"unknown verdict test {test!r}: use {TEST_MODERATED!r} or {TEST_SEEDS_IMAGES!r}")
 
 
 def holm(pvalues) -> list[float]:
