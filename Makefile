@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 DATA ?= ../shared/data
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test bench mutants clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,20 @@ bench: $(STAMP)
 	$(PY) benchmarks/loader.py
 	$(PY) benchmarks/train_speed.py
 	$(PY) benchmarks/verdicts.py
+
+# Mutation testing (docs/mutants.md): each mutant of the study's statistics, pairing and
+# claim rules against the fast study tests (tests/study/test_planted_study.py, test_stats.py,
+# test_claims.py). Not part of `make test`: it takes long. Results stay in mutants/.
+MUTANTS ?= 'salclass.study.stats.x_seeds_images_t__*' 'salclass.study.stats.x_holm__*' \
+	'salclass.study.stats.x_decide__*' 'salclass.study.stats.x_verdict__*' 'salclass.study.stats.x_equivalent__*' \
+	'salclass.study.results.x_collect__*' 'salclass.study.report.x_claim_status__*' \
+	'salclass.study.report.x_saliency_experiment__*' 'salclass.study.report.x__direction__*' \
+	'salclass.study.report.x__answer__*'
+MUTANT_JOBS ?= 2
+
+mutants: $(STAMP)
+	$(VENV)/bin/mutmut run --max-children $(MUTANT_JOBS) $(MUTANTS)
+	$(VENV)/bin/mutmut results | grep -v ': not checked$$' || true
 
 clean-venv:
 	rm -rf $(VENV)
