@@ -59,9 +59,14 @@ class Derived:
     same_images: bool = False
 
 
+@dataclass(frozen=True)
+class Stuck:
+    """Runs that predict class 0 for every image: they have not learned to tell classes apart."""
+
+
 # name -> (study.yaml entry, how its runs are made). The comment says what the pair of
 # each experiment with its baseline is planted to be; the test checks that it is.
-PLAN: dict[str, tuple[dict, Drawn | Derived]] = {
+PLAN: dict[str, tuple[dict, Drawn | Derived | Stuck]] = {
     "RGB*": ({"model": "RGB", "stage": "baselines", "thesis": {"top1": 36.60, "top5": 60.91}},
              Drawn((0.40, 0.50, 0.60))),
     # +3.1 points, per-seed differences not all equal
@@ -101,6 +106,8 @@ PLAN: dict[str, tuple[dict, Drawn | Derived]] = {
     # nearly shown: one of its one-sided tests passes, the other misses
     "FanIn3_noS": ({"model": "FanIn3_noS", "stage": "controls", "baseline": "RGB*"},
                    Derived("RGB*", (1, 1, 4), (1, 0, 1))),
+    # no comparison: the report names its runs as untrained
+    "RGB-lr0": ({"model": "RGB", "stage": "baselines"}, Stuck()),
     # a new experiment, a clear loss
     "RGB*+AT": ({"model": "RGB", "stage": "future", "baseline": "RGB*", "attention": {"beta": 1.0}},
                 Derived("RGB*", (0, 0, 0), (50, 51, 52))),
@@ -129,12 +136,18 @@ class Planted:
     cfg: StudyConfig
     labels: np.ndarray
     runs: dict[str, list[Run]] = field(default_factory=dict)  # experiment -> one per seed, in SEEDS order
+    # (experiment, seed) of runs a test has made unfinished since
+    missing: set[tuple[str, int]] = field(default_factory=set)
 
-    def correct1(self, name: str) -> np.ndarray:
-        return np.stack([r.correct1 for r in self.runs[name]])
+    def seeds(self, name: str) -> list[int]:
+        """Positions in SEEDS of the experiment's finished runs."""
+        return [k for k, seed in enumerate(SEEDS) if (name, seed) not in self.missing]
 
-    def correct5(self, name: str) -> np.ndarray:
-        return np.stack([r.correct5 for r in self.runs[name]])
+    def correct1(self, name: str, seeds: list[int] | None = None) -> np.ndarray:
+        return np.stack([self.runs[name][k].correct1 for k in (self.seeds(name) if seeds is None else seeds)])
+
+    def correct5(self, name: str, seeds: list[int] | None = None) -> np.ndarray:
+        return np.stack([self.runs[name][k].correct5 for k in (self.seeds(name) if seeds is None else seeds)])
 
 
 def study_settings(root: Path) -> dict:
@@ -153,11 +166,13 @@ def study_settings(root: Path) -> dict:
     }
 
 
-def _outcomes(plan: dict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _outcomes(plan: dict, labels: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """experiment -> (seeds, images) top-1 correctness."""
     out: dict[str, np.ndarray] = {}
     for name, (_, how) in plan.items():
-        if isinstance(how, Drawn):
+        if isinstance(how, Stuck):
+            runs = np.tile(labels == 0, (len(SEEDS), 1))
+        elif isinstance(how, Drawn):
             runs = np.zeros((len(SEEDS), IMAGES), bool)
             for k, acc in enumerate(how.accuracy):
                 runs[k, rng.permutation(IMAGES)[: round(acc * IMAGES)]] = True
@@ -242,13 +257,16 @@ def plant(root: str | Path) -> Planted:
     save_settings(cfg, layout.study_yaml)
     rng = np.random.default_rng(GENERATOR_SEED)
     labels = np.arange(IMAGES, dtype=np.int64) % CLASSES
-    outcomes = _outcomes(PLAN, rng)
+    outcomes = _outcomes(PLAN, labels, rng)
     planted = Planted(root, cfg, labels)
     for e in cfg.experiments:
         planted.runs[e.name] = []
         for k, seed in enumerate(SEEDS):
             c1 = outcomes[e.name][k]
-            top5 = _top5(labels, c1)
+            if isinstance(PLAN[e.name][1], Stuck):
+                top5 = np.tile(np.arange(5), (IMAGES, 1))
+            else:
+                top5 = _top5(labels, c1)
             run = Run(c1, (top5 == labels[:, None]).any(axis=1), top5)
             planted.runs[e.name].append(run)
             final = float(c1.mean())

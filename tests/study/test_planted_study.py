@@ -120,12 +120,13 @@ class Pair:
     question: str
     claim: str | None
     thesis_delta: float | None
-    top1: TTest
-    top5: TTest
+    seeds: list[int]  # positions in SEEDS of the seeds both experiments finished
+    top1: TTest | None  # None when the two have no finished seed in common
+    top5: TTest | None
     b: int  # images only the variant gets right, over seeds
     c: int
     p_holm: float = 1.0
-    verdict: str = NOISE
+    verdict: str = ""
     status: str | None = None  # what the report says of the claim
 
 
@@ -147,23 +148,32 @@ def thesis_top1(name: str) -> float | None:
 
 def expected_pairs(planted: Planted) -> list[Pair]:
     settings = family_pairs()
-    x1 = [planted.correct1(s["variant"]).astype(float) - planted.correct1(s["against"]) for s in settings]
-    x5 = [planted.correct5(s["variant"]).astype(float) - planted.correct5(s["against"]) for s in settings]
+    common = [[k for k in planted.seeds(s["variant"]) if k in planted.seeds(s["against"])] for s in settings]
+    x1 = [planted.correct1(s["variant"], k).astype(float) - planted.correct1(s["against"], k) if k
+          else np.zeros((0, IMAGES)) for s, k in zip(settings, common)]
+    x5 = [planted.correct5(s["variant"], k).astype(float) - planted.correct5(s["against"], k) if k
+          else np.zeros((0, IMAGES)) for s, k in zip(settings, common)]
+    compared = [x.shape[0] > 0 for x in x1]
+    v1 = iter(family_variances([x for x, c in zip(x1, compared) if c]))
+    v5 = iter(family_variances([y for y, c in zip(x5, compared) if c]))
     out = []
-    for s, x, y, (var1, df1), (var5, df5) in zip(settings, x1, x5, family_variances(x1), family_variances(x5)):
+    for s, k, x, y, c in zip(settings, common, x1, x5, compared):
         tv, ta = thesis_top1(s["variant"]), thesis_top1(s["against"])
         delta = None if tv is None or ta is None else tv - ta
-        out.append(Pair(s["variant"], s["against"], s.get("question", ""), s.get("claim"), delta,
-                        t_test(x, var1, df1), t_test(y, var5, df5), int((x == 1).sum()), int((x == -1).sum())))
-    for pair, adjusted in zip(out, holm_adjusted([p.top1.p for p in out])):
+        out.append(Pair(s["variant"], s["against"], s.get("question", ""), s.get("claim"), delta, k,
+                        t_test(x, *next(v1)) if c else None, t_test(y, *next(v5)) if c else None,
+                        int((x == 1).sum()), int((x == -1).sum())))
+    done = [p for p in out if p.top1 is not None]
+    for pair, adjusted in zip(done, holm_adjusted([p.top1.p for p in done])):
         pair.p_holm = adjusted
+        pair.verdict = NOISE
         if adjusted < ALPHA and pair.top1.diff != 0:
             pair.verdict = BETTER if pair.top1.diff > 0 else WORSE
         claim = pair.claim
         if pair.thesis_delta is not None:
             claim = "better" if pair.thesis_delta > 0 else ("worse" if pair.thesis_delta < 0 else "same")
         pair.claim = claim
-        pair.status = None if claim is None else claim_status(claim, pair, len(out))
+        pair.status = None if claim is None else claim_status(claim, pair, len(done))
     return out
 
 
@@ -265,14 +275,17 @@ def check_results_table(planted: Planted, md: str, pairs: list[Pair]) -> None:
     for name, e in EXPERIMENTS.items():
         r = rows[name]
         assert r[2] == (f"from {e['init_from']}" if e.get("init_from") else "scratch"), name
-        assert r[4] == mean_sd(100 * planted.correct1(name).mean(axis=1)), name
-        assert r[5] == mean_sd(100 * planted.correct5(name).mean(axis=1)), name
+        assert r[4] == mean_sd(100 * planted.correct1(name).mean(axis=1)) if planted.seeds(name) else "missing", name
+        assert r[5] == mean_sd(100 * planted.correct5(name).mean(axis=1)) if planted.seeds(name) else "missing", name
         assert r[6] == e.get("baseline", ""), name
         assert r[12] == ("" if thesis_top1(name) is None else f"{thesis_top1(name):.2f}"), name
         if not e.get("baseline"):
             assert r[7:12] == [""] * 5, name
             continue
         p = got[(name, e["baseline"])]
+        if p.top1 is None:
+            assert r[7:12] == [""] * 5, name
+            continue
         assert r[7:12] == [ci_text(p.top1), ci_text(p.top5), p_text(p.top1.p), p_text(p.p_holm), p.verdict], name
 
 
@@ -280,21 +293,23 @@ def check_further_comparisons_table(planted: Planted, md: str, pairs: list[Pair]
     [rows] = tables(md, "Question")
     extra = [p for p in pairs if p.question or EXPERIMENTS[p.variant].get("baseline") != p.against]
     assert rows == [[p.question, p.variant, p.against, ci_text(p.top1), f"{p.b} / {p.c}", p_text(p.top1.p),
-                     p_text(p.p_holm), p.verdict] for p in extra]
+                     p_text(p.p_holm), p.verdict] if p.top1 else [p.question, p.variant, p.against, "missing", "", "",
+                                                                  "", ""] for p in extra]
 
 
 def check_class_table(planted: Planted, md: str, pairs: list[Pair]) -> None:
     rows = [r for t in tables(md, "Experiment") for r in t if len(r) == 6]
     expected = []
     for p in pairs:
-        if EXPERIMENTS[p.variant].get("baseline") != p.against:
+        if EXPERIMENTS[p.variant].get("baseline") != p.against or p.top1 is None:
             continue
         labels = planted.labels
         gains = []
         for k in range(labels.max() + 1):
             mine = labels == k
-            rv, rb = int(planted.correct1(p.variant)[:, mine].sum()), int(planted.correct1(p.against)[:, mine].sum())
-            total = int(mine.sum()) * len(SEEDS)
+            rv = int(planted.correct1(p.variant, p.seeds)[:, mine].sum())
+            rb = int(planted.correct1(p.against, p.seeds)[:, mine].sum())
+            total = int(mine.sum()) * len(p.seeds)
             gains.append((-100 * (rv - rb) / total, k, rb, rv, total))
         for j, (gain, k, rb, rv, total) in enumerate(sorted(gains)[:3]):
             expected.append([p.variant if j == 0 else "", p.against if j == 0 else "", f"class {k}",
@@ -319,6 +334,7 @@ def _expected_numbers(p: Pair) -> tuple[str, ...]:
 
 
 def check_the_claims(planted: Planted, md: str, pairs: list[Pair]) -> None:
+    pairs = [p for p in pairs if p.top1 is not None]
     text = section(md, "Conclusion")
     claims = text.split("### The thesis's claims\n\n")[1].split("\n\n")[0].splitlines()
     expected = [p for p in pairs if p.claim is not None]
@@ -336,6 +352,7 @@ def check_the_claims(planted: Planted, md: str, pairs: list[Pair]) -> None:
 
 
 def check_the_answers(planted: Planted, md: str, pairs: list[Pair]) -> None:
+    pairs = [p for p in pairs if p.top1 is not None]
     text = section(md, "Conclusion")
     answers = text.split("### What the controls and the new experiments show\n\n")[1].split("\n\n")[0].splitlines()
     expected = [p for p in pairs if p.claim is None and (p.question or not is_saliency_experiment(p)
@@ -353,6 +370,7 @@ def check_the_answers(planted: Planted, md: str, pairs: list[Pair]) -> None:
 
 
 def check_the_overall_count(planted: Planted, md: str, pairs: list[Pair]) -> None:
+    pairs = [p for p in pairs if p.top1 is not None]
     [overall] = [line for line in section(md, "Conclusion").splitlines() if line.startswith("Overall")]
     counted = [p for p in pairs if is_saliency_experiment(p)]
     n = {v: sum(p.verdict == v for p in counted) for v in (BETTER, WORSE, NOISE)}
@@ -368,6 +386,7 @@ def check_the_overall_count(planted: Planted, md: str, pairs: list[Pair]) -> Non
 
 
 def check_the_resolution_and_the_family(planted: Planted, md: str, pairs: list[Pair]) -> None:
+    pairs = [p for p in pairs if p.top1 is not None]
     m = len(pairs)
     assert f"This study makes {m} comparisons (both tables below)" in md
     [resolution] = [line for line in section(md, "Conclusion").splitlines() if line.startswith("Resolution")]
@@ -380,16 +399,52 @@ def check_the_resolution_and_the_family(planted: Planted, md: str, pairs: list[P
 
 
 
-CHECKS = (check_results_table, check_further_comparisons_table, check_class_table, check_the_claims,
+def check_setup(planted: Planted, md: str, pairs: list[Pair]) -> None:
+    finished = sum(len(planted.seeds(name)) for name in EXPERIMENTS)
+    assert f"Runs finished and evaluated: {finished} of {len(EXPERIMENTS) * len(SEEDS)}." in md
+    missing = ", ".join(f"{name} seed {seed}" for name in EXPERIMENTS for seed in SEEDS
+                        if (name, seed) in planted.missing)
+    assert (f"Not finished yet (shown as missing below): {missing}." in md) == bool(missing)
+
+
+def check_untrained(planted: Planted, md: str, pairs: list[Pair]) -> None:
+    stuck = [f"{name} (seed {SEEDS[k]})" for name in EXPERIMENTS for k in planted.seeds(name)
+             if np.unique(planted.runs[name][k].top5[:, 0]).size == 1]
+    finished = sum(len(planted.seeds(name)) for name in EXPERIMENTS)
+    assert stuck
+    assert (f"{len(stuck)} of {finished} runs predict the same class for every validation image, so they have not "
+            "learned to tell the classes apart yet and their comparisons say nothing about saliency: "
+            + ", ".join(stuck) + ".") in md
+
+
+CHECKS = (check_setup, check_untrained, check_results_table, check_further_comparisons_table, check_class_table, check_the_claims,
           check_the_answers, check_the_overall_count, check_the_resolution_and_the_family)
 
 
 def test_the_report_says_what_the_planted_runs_give(study):
-    """`salclass report` on the planted folder, every check run (one test, so that the report is
-    built inside it: `make mutants` runs a mutant against the tests that reach its code)."""
+    """`salclass report` on the planted folder, every check run; then again with one run
+    unfinished, which leaves its pairs fewer seeds in common, and every run of one experiment,
+    which leaves its pairs none. One test, so that the report
+    is built inside it: `make mutants` runs a mutant against the tests that reach its code."""
+    planted, pairs = study
+    failures = _report_failures(planted, pairs)
+    unfinished = [("RGB*+AT", 2)] + [("FanIn1-const", seed) for seed in SEEDS]
+    done = [planted.root / "runs" / name.replace("*", "star") / f"seed{seed}" / "done.json" for name, seed in unfinished]
+    for path in done:
+        path.rename(path.with_name("done.away"))
+    planted.missing = set(unfinished)
+    try:
+        failures += [f"with runs unfinished: {f}" for f in _report_failures(planted, expected_pairs(planted))]
+    finally:
+        planted.missing = set()
+        for path in done:
+            path.with_name("done.away").rename(path)
+    assert not failures, "\n\n".join(failures)
+
+
+def _report_failures(planted: Planted, pairs: list[Pair]) -> list[str]:
     from salclass.cli import main
 
-    planted, pairs = study
     assert main(["report", str(planted.root)]) == 0
     md = (planted.root / "report.md").read_text(encoding="utf-8")
     failures = []
@@ -398,4 +453,4 @@ def test_the_report_says_what_the_planted_runs_give(study):
             check(planted, md, pairs)
         except Exception as e:  # a failed assertion, or a line or table that is not there
             failures.append(f"{check.__name__}: {type(e).__name__}: {e}")
-    assert not failures, "\n\n".join(failures)
+    return failures
