@@ -239,7 +239,8 @@ def test_the_plant_is_what_it_says(study):
                 ("RGBxS-ft", "RGB*-ft"): WORSE, ("RGB_1S2S", "RGB"): WORSE, ("FanIn2", "RGB*"): WORSE,
                 ("RGB*+AT", "RGB*"): WORSE, ("RGBS", "RGB"): NOISE, ("FanIn3", "RGB*"): NOISE,
                 ("RGBS-ft", "RGB*-ft"): NOISE, ("FanIn3_noS", "RGB*"): NOISE,
-                ("FanIn1", "FanIn1-const"): BETTER, ("RGBxS-ft", "RGBS-ft"): WORSE, ("RGB", "RGB*"): BETTER}
+                ("FanIn1", "FanIn1-const"): BETTER, ("RGBxS-ft", "RGBS-ft"): WORSE, ("RGB", "RGB*"): BETTER,
+                ("FanIn3", "FanIn3_noS"): NOISE}
     assert {k: p.verdict for k, p in got.items()} == verdicts
     # seeds differ in accuracy by ten points, so pairing seed k with seed k matters
     assert np.ptp(planted.correct1("RGB*").mean(axis=1)) == pytest.approx(0.2)
@@ -439,16 +440,53 @@ def test_the_report_says_what_the_planted_runs_give(study):
         planted.missing = set()
         for path in done:
             path.with_name("done.away").rename(path)
+    # one seed in common: no verdict
+    unfinished = [("RGB*+AT", 1), ("RGB*+AT", 2)]
+    done = [planted.root / "runs" / "RGBstar+AT" / f"seed{seed}" / "done.json" for _, seed in unfinished]
+    for path in done:
+        path.rename(path.with_name("done.away"))
+    planted.missing = set(unfinished)
+    try:
+        failures += [f"one seed: {f}" for f in _report_failures(planted, [], (check_one_seed_pair,))]
+    finally:
+        planted.missing = set()
+        for path in done:
+            path.with_name("done.away").rename(path)
     assert not failures, "\n\n".join(failures)
 
 
-def _report_failures(planted: Planted, pairs: list[Pair]) -> list[str]:
+def mcnemar_p(b: int, c: int) -> float:
+    """Exact binomial below 25 discordant images, else chi-square with continuity correction."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    if n < 25:
+        return min(1.0, 2 * sps.binom.cdf(min(b, c), n, 0.5))
+    return float(sps.chi2.sf((abs(b - c) - 1) ** 2 / n, 1))
+
+
+def check_one_seed_pair(planted: Planted, md: str, pairs: list[Pair]) -> None:
+    """RGB*+AT with one seed in common with RGB*: McNemar's p and no verdict. Its interval is a
+    bootstrap over images, checked only to hold the difference."""
+    x = planted.correct1("RGB*+AT").astype(float) - planted.correct1("RGB*", planted.seeds("RGB*+AT"))
+    assert x.shape[0] == 1
+    p = mcnemar_p(int((x == 1).sum()), int((x == -1).sum()))
+    [row] = [r for t in tables(md, "Experiment") for r in t if r[0] == "RGB*+AT" and len(r) == 14]
+    diff, low, high = re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", row[7]).groups()
+    assert diff == points(x.mean()) and float(low) <= float(diff) <= float(high)
+    assert (row[9], row[11]) == (p_text(p), "no verdict (one seed)")
+    assert ("Does RGB*+AT differ from RGB*? RGB*+AT − RGB* = " + diff + " points top-1 (95% CI " + low + " to "
+            + high + ", images only; p = " + p_text(p)) in md
+    assert "**no verdict: one seed**" in md and " 1 more have one seed only and no verdict." in md
+
+
+def _report_failures(planted: Planted, pairs: list[Pair], checks=CHECKS) -> list[str]:
     from salclass.cli import main
 
     assert main(["report", str(planted.root)]) == 0
     md = (planted.root / "report.md").read_text(encoding="utf-8")
     failures = []
-    for check in CHECKS:
+    for check in checks:
         try:
             check(planted, md, pairs)
         except Exception as e:  # a failed assertion, or a line or table that is not there
