@@ -226,3 +226,22 @@ def test_equivalence_at_its_edges():
     flat = stats.Interval(diff=0.01, low=0.01, high=0.01, level=0.95, over="seeds+images", se=0.0, df=df)
     assert stats.equivalent(flat, 0.01, 0.05) is False
     assert stats.equivalent(replace(flat, diff=0.0099, low=0.0099, high=0.0099), 0.01, 0.05) is True
+
+
+def test_seeds_images_t_with_one_or_two_images():
+    # one image: no image part, only the spread of the per-seed differences
+    v, b = np.array([[1], [0], [1]], bool), np.zeros((3, 1), bool)
+    iv, _ = stats.seeds_images_t(v, b)
+    assert iv.diff == pytest.approx(2 / 3) and iv.se == pytest.approx(math.sqrt(np.var([1, 0, 1], ddof=1) / 3))
+    # two images, the same difference in every seed: all of the variance is the images'
+    v, b = np.array([[1, 0]] * 3, bool), np.zeros((3, 2), bool)
+    iv, _ = stats.seeds_images_t(v, b)
+    assert iv.se == pytest.approx(math.sqrt(np.var([1, 0], ddof=1) / 2))
+
+
+def test_seeds_images_t_of_identical_runs():
+    base = _outcomes(300, 0.6, 8)
+    runs = np.stack([base, ~base, base])
+    iv, p = stats.seeds_images_t(runs, runs.copy())
+    assert p == 1.0 and iv.low == iv.diff == iv.high == 0.0
+    assert (iv.level, iv.over) == (0.95, "seeds+images")
