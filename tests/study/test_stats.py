@@ -236,7 +236,7 @@ def test_seeds_images_t_with_one_or_two_images():
     # two images, the same difference in every seed: all of the variance is the images'
     v, b = np.array([[1, 0]] * 3, bool), np.zeros((3, 2), bool)
     iv, _ = stats.seeds_images_t(v, b)
-    assert iv.se == pytest.approx(math.sqrt(np.var([1, 0], ddof=1) / 2))
+    assert iv.se == pytest.approx(math.sqrt(np.var([1, 0], ddof=1) / 2)) and iv.level == 0.95
 
 
 def test_seeds_images_t_of_identical_runs():
