@@ -319,8 +319,9 @@ def check_class_table(planted: Planted, md: str, pairs: list[Pair]) -> None:
 
 
 CLAIM = re.compile(r"^- (?:(?P<question>.+\?) )?(?P<variant>\S+) vs (?P<against>\S+): (?P<thesis>.+); here "
-                   r"(?P=variant) − (?P=against) = (?P<diff>\S+) points top-1 \(95% CI (?P<low>\S+) to (?P<high>\S+); "
-                   r"p = (?P<p>\S+), Holm-adjusted p = (?P<p_holm>\S+)\): \*\*(?P<status>.+)\*\*\.$")
+                   r"(?P=variant) − (?P=against) = (?P<diff>\S+) points top-1 "
+                   r"\(95% CI (?P<low>\S+) to (?P<high>\S+); p = (?P<p>\S+), Holm-adjusted p = (?P<p_holm>\S+)\): "
+                   r"\*\*(?P<status>.+)\*\*\.$")
 ANSWER = re.compile(r"^- (?P<question>.+\?) (?P<variant>\S+) − (?P<against>\S+) = (?P<diff>\S+) points top-1 "
                     r"\(95% CI (?P<low>\S+) to (?P<high>\S+); p = (?P<p>\S+), Holm-adjusted p = (?P<p_holm>\S+)\): "
                     r"\*\*(?P<answer>.+)\*\*\.$")
@@ -418,19 +419,20 @@ def check_untrained(planted: Planted, md: str, pairs: list[Pair]) -> None:
             + ", ".join(stuck) + ".") in md
 
 
-CHECKS = (check_setup, check_untrained, check_results_table, check_further_comparisons_table, check_class_table, check_the_claims,
-          check_the_answers, check_the_overall_count, check_the_resolution_and_the_family)
+CHECKS = (check_setup, check_untrained, check_results_table, check_further_comparisons_table, check_class_table,
+          check_the_claims, check_the_answers, check_the_overall_count, check_the_resolution_and_the_family)
 
 
 def test_the_report_says_what_the_planted_runs_give(study):
     """`salclass report` on the planted folder, every check run; then again with one run
-    unfinished, which leaves its pairs fewer seeds in common, and every run of one experiment,
-    which leaves its pairs none. One test, so that the report
-    is built inside it: `make mutants` runs a mutant against the tests that reach its code."""
+    unfinished (its pairs have fewer seeds in common) and every run of one experiment (its
+    pairs have none); then with one seed in common. One test, so that the report is built
+    inside it: `make mutants` runs a mutant against the tests that reach its code."""
     planted, pairs = study
     failures = _report_failures(planted, pairs)
     unfinished = [("RGB*+AT", 2)] + [("FanIn1-const", seed) for seed in SEEDS]
-    done = [planted.root / "runs" / name.replace("*", "star") / f"seed{seed}" / "done.json" for name, seed in unfinished]
+    done = [planted.root / "runs" / name.replace("*", "star") / f"seed{seed}" / "done.json"
+            for name, seed in unfinished]
     for path in done:
         path.rename(path.with_name("done.away"))
     planted.missing = set(unfinished)
