@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # The shared data: DATA/imagenette (classification), DATA/osie (eye fixations); every step of `make demo` reads it.
 DATA ?= ../shared/data
 
-.PHONY: demo test bench bench-study calibrate clean-venv
+.PHONY: demo test bench bench-study calibrate mutants clean-venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,20 @@ bench-study: $(STAMP)
 # The statistics, not a speed: false-verdict rates of the study's rule on simulated null studies.
 calibrate: $(STAMP)
 	$(PY) benchmarks/verdicts.py
+
+# Mutation testing (docs/mutants.md): each mutant of the study's statistics, pairing and
+# claim rules against the fast study tests (tests/study/test_planted_study.py, test_stats.py,
+# test_claims.py). Not part of `make test`: it takes long. Results stay in mutants/.
+MUTANTS ?= 'salclass.study.stats.x_seeds_images_t__*' 'salclass.study.stats.x_holm__*' \
+	'salclass.study.stats.x_decide__*' 'salclass.study.stats.x_verdict__*' 'salclass.study.stats.x_equivalent__*' \
+	'salclass.study.results.x_collect__*' 'salclass.study.report.x_claim_status__*' \
+	'salclass.study.report.x_saliency_experiment__*' 'salclass.study.report.x__direction__*' \
+	'salclass.study.report.x__answer__*'
+MUTANT_JOBS ?= 2
+
+mutants: $(STAMP)
+	$(VENV)/bin/mutmut run --max-children $(MUTANT_JOBS) $(MUTANTS)
+	$(VENV)/bin/mutmut results | grep -v ': not checked$$' || true
 
 clean-venv:
 	rm -rf $(VENV)

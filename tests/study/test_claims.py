@@ -158,3 +158,16 @@ def test_family_size_reaches_equivalence(cases):
     assert eq.top1.se > 0
     assert claim_status("same", replace(eq, family=1), MARGIN, ALPHA).startswith("consistent")
     assert claim_status("same", replace(eq, family=10 ** 9), MARGIN, ALPHA).startswith("not testable")
+
+
+def test_a_claim_of_no_difference_reads_the_margin_in_points_and_a_family_of_one(cases):
+    from scipy import stats as sps
+
+    # one-sided t statistics 0.2% past the critical value at alpha for a margin of 1 point
+    df = 2.0
+    se = 0.01 / (sps.t.ppf(1 - ALPHA, df) * 1.002)
+    iv = stats.Interval(diff=0.0, low=-0.1, high=0.1, level=0.95, over="seeds+images", se=se, df=df)
+    c = replace(cases["noise"], top1=iv, family=None)
+    assert claim_status("same", c, MARGIN, ALPHA).startswith("consistent")
+    assert claim_status("same", c, 0.99, ALPHA).startswith("not testable")
+    assert claim_status("same", replace(c, family=2), MARGIN, ALPHA).startswith("not testable")

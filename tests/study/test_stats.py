@@ -113,6 +113,7 @@ def test_holm_by_hand():
     # sorted 0.01, 0.02, 0.04 -> 3*0.01, max(0.03, 2*0.02), max(0.04, 1*0.04)
     assert stats.holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
     assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert stats.holm([0.6, 0.9]) == pytest.approx([1.0, 1.0])  # 2 * 0.6 is capped at 1
     assert stats.holm([]) == []
 
 
@@ -193,3 +194,54 @@ def test_per_class_counts():
 def test_mismatched_shapes_are_rejected():
     with pytest.raises(ValueError):
         stats.paired_bootstrap(np.ones(5, bool), np.ones(6, bool))
+
+
+def test_verdict_needs_the_adjusted_p_strictly_below_alpha_and_reads_the_sign():
+    from dataclasses import replace
+
+    rng = np.random.default_rng(7)
+    base = rng.random((3, 200)) < 0.5
+    c = stats.compare(_better(base, 0.3), base)
+    assert stats.verdict(replace(c, p_adjusted=0.05), 0.05) == stats.NOISE
+    assert stats.verdict(replace(c, p_adjusted=0.0499), 0.05) == stats.BETTER
+    # any non-zero difference has its direction, a whole point included
+    for diff, word in ((1.0, stats.BETTER), (-1.0, stats.WORSE)):
+        assert stats.verdict(replace(c, top1=replace(c.top1, diff=diff), p_adjusted=0.001), 0.05) == word
+
+
+def test_equivalence_at_its_edges():
+    from dataclasses import replace
+
+    from scipy import stats as sps
+
+    df = 2.0
+    crit = sps.t.ppf(1 - 0.05, df)
+    # both one-sided t statistics 0.2% past the critical value at a margin of 0.01
+    iv = stats.Interval(diff=0.0, low=-0.1, high=0.1, level=0.95, over="seeds+images", se=0.01 / (crit * 1.002),
+                        df=df)
+    assert stats.equivalent(iv, 0.01, 0.05) is True  # the default family is one comparison
+    assert stats.equivalent(iv, 0.01, 0.05, family=2) is False
+    assert stats.equivalent(iv, 0.0099, 0.05) is False
+    # no variance: strictly inside the margin
+    flat = stats.Interval(diff=0.01, low=0.01, high=0.01, level=0.95, over="seeds+images", se=0.0, df=df)
+    assert stats.equivalent(flat, 0.01, 0.05) is False
+    assert stats.equivalent(replace(flat, diff=0.0099, low=0.0099, high=0.0099), 0.01, 0.05) is True
+
+
+def test_seeds_images_t_with_one_or_two_images():
+    # one image: no image part, only the spread of the per-seed differences
+    v, b = np.array([[1], [0], [1]], bool), np.zeros((3, 1), bool)
+    iv, _ = stats.seeds_images_t(v, b)
+    assert iv.diff == pytest.approx(2 / 3) and iv.se == pytest.approx(math.sqrt(np.var([1, 0, 1], ddof=1) / 3))
+    # two images, the same difference in every seed: all of the variance is the images'
+    v, b = np.array([[1, 0]] * 3, bool), np.zeros((3, 2), bool)
+    iv, _ = stats.seeds_images_t(v, b)
+    assert iv.se == pytest.approx(math.sqrt(np.var([1, 0], ddof=1) / 2)) and iv.level == 0.95
+
+
+def test_seeds_images_t_of_identical_runs():
+    base = _outcomes(300, 0.6, 8)
+    runs = np.stack([base, ~base, base])
+    iv, p = stats.seeds_images_t(runs, runs.copy())
+    assert p == 1.0 and iv.low == iv.diff == iv.high == 0.0
+    assert (iv.level, iv.over) == (0.95, "seeds+images")
