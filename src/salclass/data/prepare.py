@@ -18,6 +18,7 @@ import io
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import zlib
@@ -340,13 +341,20 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _worker_signals() -> None:
+    """Workers leave signals to the parent, which stops them (SIGTERM, by
+    terminating the pool) without a traceback from each."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _decoded(tasks, workers: int):
     """Decoded chunks in task order. With several workers at most a few chunks
     per worker are in flight, so results never pile up in memory."""
     if workers <= 1:
         yield from map(_decode_chunk, tasks)
         return
-    with multiprocessing.Pool(workers) as pool:
+    with multiprocessing.Pool(workers, initializer=_worker_signals) as pool:
         pending: deque = deque()
         for task in tasks:
             pending.append(pool.apply_async(_decode_chunk, (task,)))
