@@ -191,3 +191,21 @@ def test_a_real_full_disk(tiny_source, tiny_store, tmp_path, run_cli, small_sets
     code, _, err = run_cli(*args, "--resume")
     assert code == 0, err
     assert (out / "done.json").is_file()
+
+
+def test_a_store_on_a_full_disk_is_still_read(tiny_store, tmp_path, run_cli, small_sets, small_disk):
+    disk = small_disk(16)
+    store = Path(shutil.copytree(tiny_store, disk.path / "store"))
+    (store / "val" / ".salclass.lock").unlink()  # one split with a lock file, one without
+    with open(disk.path / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 16))
+                f.flush()
+        except OSError:
+            pass
+    out = tmp_path / "run"  # the output is elsewhere
+    code, _, err = run_cli(*_train_args(small_sets, store, out, model="RGBS", epochs=1, milestones=[]))
+    assert code == 0, err
+    assert (out / "done.json").is_file()
+    assert (store / "train" / ".salclass.lock").stat().st_size == 0
