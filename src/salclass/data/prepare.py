@@ -35,7 +35,7 @@ from salclass.data.store import (IDS, IMAGES, LABELS, META, REJECTED, SALIENCY, 
                                  STORE_VERSION, Store)
 from salclass.errors import UserError
 from salclass.io import (allocated_bytes, atomic_write_bytes, atomic_write_json, atomic_write_text, check_free_space,
-                         file_sha256, preallocate, read_json)
+                         WRITE_ERRNOS, file_sha256, preallocate, read_json, write_error)
 from salclass.lock import LOCK_NAME, folder_lock
 
 SPLITS = ("train", "val")
@@ -233,9 +233,14 @@ def _shrink_npy(path: Path, rows: int) -> None:
         room = offset - prefix
         if len(text) + 1 > room:
             raise RuntimeError(f"{path}: new header does not fit")
-        f.seek(prefix)
-        f.write((text.ljust(room - 1) + "\n").encode("latin1"))
-        f.truncate(offset + rows * int(np.prod(shape[1:])) * dtype.itemsize)
+        try:
+            f.seek(prefix)
+            f.write((text.ljust(room - 1) + "\n").encode("latin1"))
+            f.truncate(offset + rows * int(np.prod(shape[1:])) * dtype.itemsize)
+        except OSError as e:
+            if e.errno in WRITE_ERRNOS:
+                raise write_error(path, e) from None
+            raise
         f.flush()
         os.fsync(f.fileno())
 
