@@ -119,7 +119,8 @@ def _lock_table(fd: int) -> list[tuple[int, str]]:
 
 def _holders(fd: int) -> list[dict]:
     """The live processes holding the lock, named by the writer's own line where
-    there is one and from /proc otherwise."""
+    there is one and from /proc otherwise. This process may be among them: its
+    own other open of the lock file conflicts like another process's."""
     try:
         text = os.pread(fd, 1 << 16, 0).decode("utf-8", "replace")
     except OSError:
@@ -134,7 +135,7 @@ def _holders(fd: int) -> list[dict]:
             written[rec["pid"]] = rec
     found = {}
     for pid, mode in _lock_table(fd):
-        if pid == os.getpid() or pid in found:
+        if pid in found:
             continue
         rec = written.get(pid)
         if rec is None:
@@ -145,9 +146,7 @@ def _holders(fd: int) -> list[dict]:
                 command = "?"
             rec = {"pid": pid, "since": _since(pid), "command": command}
         found[pid] = {**rec, "mode": mode}
-    if not found:
-        found = {pid: rec for pid, rec in written.items() if pid != os.getpid()}
-    return list(found.values())
+    return list(found.values()) if found else list(written.values())
 
 
 def _refusal(folder: Path, fd: int, exclusive: bool) -> UserError:
