@@ -53,6 +53,33 @@ def run_cli(capsys):
     return run
 
 
+def _linked_copy(src: Path, dest: Path) -> Path:
+    """A copy of folder `src` whose checkpoints (*.pt) are hard links to the
+    originals (no second copy of their bytes); every other file is copied.
+    salclass only ever replaces a checkpoint (salclass.io), which breaks the
+    link; a test that writes into one in place must copy it instead."""
+    import errno
+    import shutil
+
+    def copy(s: str, d: str) -> None:
+        if s.endswith(".pt"):
+            try:
+                os.link(s, d)
+                return
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
+        shutil.copy2(s, d)
+
+    return Path(shutil.copytree(src, dest, symlinks=True, copy_function=copy))
+
+
+@pytest.fixture(scope="session")
+def linked_copy():
+    """linked_copy(src, dest) -> dest: a copy of a run or study folder sharing its checkpoints' bytes."""
+    return _linked_copy
+
+
 # --- data stage: tiny stores shared by every stage's tests -----------------
 
 TINY_CLASSES = ("n01440764", "n02102040", "n02979186")  # tench, English springer, cassette player

@@ -77,3 +77,44 @@ def test_a_file_in_the_way_is_one_line(tmp_path):
     with pytest.raises(UserError, match="exists and is not a folder"):
         with folder_lock(tmp_path / "f", exclusive=True):
             pass
+
+
+def test_readers_write_nothing_and_the_lock_file_stays_one_line(tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    with folder_lock(folder, exclusive=True):
+        pass
+    for _ in range(5):
+        with folder_lock(folder, exclusive=False):
+            assert (folder / LOCK_NAME).stat().st_size == 0
+    proc = _holder(folder, "read")
+    try:
+        with pytest.raises(UserError) as e:
+            with folder_lock(folder, exclusive=True):
+                pass
+        # Named from the kernel's lock table, though the reader wrote no line.
+        assert f"pid {proc.pid} is reading it" in str(e.value) and "-c ..." in str(e.value)
+        assert (folder / LOCK_NAME).stat().st_size == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    with folder_lock(folder, exclusive=True):
+        assert len((folder / LOCK_NAME).read_text().splitlines()) == 1
+
+
+def test_a_reader_needs_no_free_space(tmp_path, small_disk):
+    disk = small_disk(1)
+    with folder_lock(disk.path / "kept", exclusive=True):
+        (disk.path / "kept" / "data").write_bytes(b"x")
+    (disk.path / "new").mkdir()
+    with pytest.raises(OSError):
+        with open(disk.path / "filler", "wb") as f:
+            while True:
+                f.write(b"\0" * (1 << 16))
+                f.flush()
+    for folder in (disk.path / "kept", disk.path / "new"):
+        with folder_lock(folder, exclusive=False):
+            pass
+    with pytest.raises(UserError, match=f"{disk.path / 'kept' / LOCK_NAME}: cannot write"):
+        with folder_lock(disk.path / "kept", exclusive=True):
+            pass

@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 
-from salclass.errors import UserError
+from salclass.errors import Interrupted, UserError, interruption, signal_number
 
 
 # --- data: prepare, inspect ------------------------------------------------
@@ -319,19 +320,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_sigterm(signum, frame):
+    raise Interrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # SIGTERM stops a command as Ctrl-C does, wherever it arrives (training installs its own
+    # graceful handler for its loops and restores this one after them).
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        return _dispatch(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(e: KeyboardInterrupt) -> int:
+    signum = signal_number(e)
+    print(f"salclass: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+    return 128 + signum
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as e:
         print(f"salclass: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        # TrainingInterrupted carries the signal; a plain Ctrl-C is SIGINT. 128 + signal, as a shell reports it.
-        signum = getattr(e, "signum", signal.SIGINT)
-        print(f"salclass: stopped by {signal.Signals(signum).name}", file=sys.stderr)
-        return 128 + signum
+        # 128 + signal, as a shell reports it.
+        return _stopped(e)
     except BrokenPipeError:
         # The reader went away (`salclass inspect ... | head`): not an error of ours.
         import os
@@ -341,11 +363,14 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         from salclass.io import refused_write
 
+        interrupt = interruption(e)
+        if interrupt is not None:  # a library turned the interrupt into its own error
+            return _stopped(interrupt)
         refused = refused_write(e)
         if refused is None:
             raise
-        print(f"salclass: error: {refused.filename or 'a file'}: cannot write ({refused.strerror}); "
-              "nothing was marked complete", file=sys.stderr)
+        where = f"{refused.filename}: cannot write" if refused.filename else "cannot write (the file was not named)"
+        print(f"salclass: error: {where} ({refused.strerror}); nothing was marked complete", file=sys.stderr)
         return 2
 
 

@@ -2,7 +2,8 @@
 
 Every write goes to a temp file beside the target (`.NAME.XXXXXXXX.tmp`), is
 fsynced, renamed over the target, and the folder is fsynced, so after a crash
-or power loss the target is the old file or the whole new one. A write the
+or power loss the target is the old file or the whole new one; so does a
+signal that stops the write (the temp file is removed). A write the
 disk or the folder refuses (full, read-only, no permission) is one UserError
 naming the file. Checkpoints carry a checksum of their content, checked on load.
 """
@@ -19,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from salclass.errors import UserError
+from salclass.errors import UserError, interruption
 
 
 def _current_umask() -> int:
@@ -91,6 +92,10 @@ def _atomic_write(path: Path, fill) -> None:
         tmp = None
         fsync_dir(path.parent)
     except Exception as e:
+        # Ctrl-C or SIGTERM inside torch.save surfaces as torch's own error; stop as the signal asked.
+        interrupt = interruption(e)
+        if interrupt is not None:
+            raise interrupt from None
         refused = refused_write(e)
         if refused is not None:
             raise write_error(path, refused) from None

@@ -160,3 +160,39 @@ def test_real_grayscale_jpeg_becomes_three_equal_channels(imagenette_root, tmp_p
     arr = load_square_rgb(gray, S)
     assert arr.shape == (S, S, 3)
     assert (arr[..., 0] == arr[..., 1]).all() and (arr[..., 1] == arr[..., 2]).all() and arr.std() > 5
+
+
+def test_file_names_that_cannot_be_ids_are_rejected_like_bad_files(imagenette_root, tmp_path, run_cli):
+    src = tmp_path / "src"
+    a, b = src / "train" / "n01440764", src / "train" / "n02102040"
+    a.mkdir(parents=True)
+    b.mkdir(parents=True)
+    jpeg = sorted((imagenette_root / "train" / "n01440764").iterdir())[0].read_bytes()
+    for folder in (a, b):
+        (folder / "good.JPEG").write_bytes(jpeg)
+    # Names as bytes: one not UTF-8 (Latin-1 'e acute'), one holding a newline, one a tab.
+    open(bytes(a) + b"/caf\xe9.JPEG", "wb").write(jpeg)
+    (a / "two\nlines.JPEG").write_bytes(jpeg)
+    (b / "tab\there.JPEG").write_bytes(jpeg)
+    code, out, err = run_cli("prepare", src, tmp_path / "o", "--size", S, "--workers", "1")
+    assert code == 0, err
+    assert "train: found 5 = stored 2 + rejected 3" in out
+    s = Store.open(tmp_path / "o" / "train")
+    assert dict(s.rejected_entries()) == {
+        "train/n01440764/caf\\xe9.JPEG": "file name is not valid UTF-8",
+        "train/n01440764/two\\nlines.JPEG": "file name holds a line break or tab",
+        "train/n02102040/tab\\there.JPEG": "file name holds a line break or tab",
+    }
+    assert sorted((tmp_path / "o" / "train" / "ids.txt").read_text().splitlines()) == [
+        "train/n01440764/good.JPEG", "train/n02102040/good.JPEG"]
+    code, _, err = run_cli("inspect", tmp_path / "o" / "train", "--verify")
+    assert code == 0, err
+
+
+def test_a_class_folder_name_that_cannot_be_an_id_is_one_line(imagenette_root, tmp_path, run_cli):
+    jpeg = sorted((imagenette_root / "train" / "n01440764").iterdir())[0].read_bytes()
+    (tmp_path / "src" / "train" / "bad\nclass").mkdir(parents=True)
+    (tmp_path / "src" / "train" / "bad\nclass" / "a.JPEG").write_bytes(jpeg)
+    code, _, err = run_cli("prepare", tmp_path / "src", tmp_path / "o", "--size", S, "--workers", "1")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "bad\\nclass" in err, err
+    assert "line break" in err and not (tmp_path / "o").exists()

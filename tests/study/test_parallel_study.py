@@ -61,7 +61,8 @@ def config(tmp_path_factory, tiny_source, osie_root) -> Path:
 def sequential(config, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("seq") / "tiny"
     run_study(load_study(config), root)
-    return root
+    yield root
+    shutil.rmtree(root.parent)
 
 
 def _with_data_of(done: Path, root: Path) -> Path:

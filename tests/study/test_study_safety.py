@@ -98,3 +98,18 @@ def test_a_signal_during_the_final_checkpoint_write_stops_the_study(tiny_source,
     first = out / "runs" / "RGB" / "seed0"
     assert (first / "checkpoint.pt").is_file() and not (first / "done.json").exists()
     assert not (out / "runs" / "RGB-b").exists() and not (out / "report.md").exists()
+
+
+@pytest.mark.parametrize("hold_at", ["salclass.data.prepare._decode_chunk",
+                                     "salclass.saliency.predict.predict_into_store",
+                                     "salclass.training.evaluate.evaluate"],
+                         ids=["packing", "maps", "evaluation"])
+def test_sigterm_at_any_step_of_a_study_is_one_line(tiny_source, tmp_path, blocked_command, hold_at):
+    import signal
+
+    cfg = _config(tmp_path / "s.yaml", tiny_source)
+    study = blocked_command(hold_at, "study", "--config", cfg, "--out", tmp_path / "study")
+    study.proc.send_signal(signal.SIGTERM)
+    code, _, err = study.release()
+    assert code == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "salclass: stopped by SIGTERM", err

@@ -46,7 +46,8 @@ def study(tmp_path_factory, tiny_source, osie_root):
     root = tmp_path_factory.mktemp("study") / "tiny"
     cfg = load_study(cfg_path)
     report = run_study(cfg, root)
-    return cfg_path, root, report
+    yield cfg_path, root, report
+    shutil.rmtree(root.parent)
 
 
 def _table_rows(md: str, first_header: str) -> list[list[str]]:
@@ -196,10 +197,10 @@ def test_half_finished_run_is_resumed_not_restarted(study):
     assert (run / "checkpoint.pt").stat().st_mtime_ns == ckpt
 
 
-def test_finished_study_can_be_moved(study, tmp_path, monkeypatch):
+def test_finished_study_can_be_moved(study, tmp_path, monkeypatch, linked_copy):
     cfg_path, root, _ = study
     moved = tmp_path / "moved"
-    shutil.copytree(root, moved, symlinks=True)
+    linked_copy(root, moved)
     monkeypatch.setattr(stages, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
     run_study(load_study(cfg_path), moved)
     assert (moved / "report.md").read_text().count("| RGBS-ft |") >= 1
@@ -228,9 +229,9 @@ def test_estimate_from_a_finished_study(study, run_cli):
     assert float(low) <= float(pooled) <= float(high)
 
 
-def test_estimate_warns_when_the_runs_rates_say_the_machine_was_shared(study, tmp_path, run_cli):
+def test_estimate_warns_when_the_runs_rates_say_the_machine_was_shared(study, tmp_path, run_cli, linked_copy):
     cfg_path, root, _ = study
-    copy = Path(shutil.copytree(root, tmp_path / "study", symlinks=True))
+    copy = linked_copy(root, tmp_path / "study")
     metrics = copy / "runs" / "FanIn1" / "seed0" / "metrics.jsonl"
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
     for row in rows:   # as if another job had taken most of the machine during this run
@@ -246,10 +247,10 @@ def test_estimate_warns_when_the_runs_rates_say_the_machine_was_shared(study, tm
     assert code == 0 and "probably shared" not in err, err
 
 
-def test_a_garbled_config_of_a_finished_run_is_one_line(study, tmp_path, run_cli):
+def test_a_garbled_config_of_a_finished_run_is_one_line(study, tmp_path, run_cli, linked_copy):
     cfg_path, root, _ = study
     moved = tmp_path / "copy"
-    shutil.copytree(root, moved, symlinks=True)
+    linked_copy(root, moved)
     config = moved / "runs" / "RGBstar" / "seed0" / "config.yaml"
     config.write_text("model: RGB\nbatch_size: [8\n")
     code, _, err = run_cli("study", "--config", cfg_path, "--out", moved)
@@ -257,9 +258,9 @@ def test_a_garbled_config_of_a_finished_run_is_one_line(study, tmp_path, run_cli
     assert "Traceback" not in err
 
 
-def test_report_and_plot_into_read_only_folders_are_one_line(study, tmp_path, run_cli, make_readonly):
+def test_report_and_plot_into_read_only_folders_are_one_line(study, tmp_path, run_cli, make_readonly, linked_copy):
     _, root, _ = study
-    copy = Path(shutil.copytree(root, tmp_path / "ro" / "study", symlinks=True))
+    copy = linked_copy(root, tmp_path / "ro" / "study")
     make_readonly(tmp_path / "ro")
     before = (copy / "report.md").read_bytes()
     code, _, err = run_cli("report", copy)

@@ -99,8 +99,8 @@ def test_an_empty_or_damaged_checkpoint_is_one_line(rgb_run, tmp_path, tiny_stor
 
 
 def test_a_killed_checkpoint_write_leaves_nothing_behind(rgb_run, tmp_path, tiny_store, run_cli, small_sets,
-                                                         rgb_run_settings):
-    run = Path(shutil.copytree(rgb_run, tmp_path / "run"))
+                                                         rgb_run_settings, linked_copy):
+    run = linked_copy(rgb_run, tmp_path / "run")
     stale = run / ".checkpoint.pt.k1ll3d_x.tmp"
     stale.write_bytes(b"x" * 1000)
     code, _, err = run_cli(*_train_args(small_sets, tiny_store, run, **rgb_run_settings))
@@ -132,8 +132,9 @@ def test_a_full_disk_at_the_checkpoint_is_one_line_and_resumable(tiny_store, tmp
     assert (out / "done.json").is_file()
 
 
-def test_read_only_run_folders_are_one_line(rgb_run, tiny_store, tmp_path, run_cli, small_sets, make_readonly):
-    run = Path(shutil.copytree(rgb_run, tmp_path / "ro" / "run"))
+def test_read_only_run_folders_are_one_line(rgb_run, tiny_store, tmp_path, run_cli, small_sets, make_readonly,
+                                            linked_copy):
+    run = linked_copy(rgb_run, tmp_path / "ro" / "run")
     store = Path(shutil.copytree(tiny_store, tmp_path / "ro" / "store"))
     make_readonly(tmp_path / "ro")
     code, _, err = run_cli(*_train_args(small_sets, tiny_store, tmp_path / "ro" / "new", epochs=1, milestones=[]))
@@ -150,8 +151,8 @@ def test_read_only_run_folders_are_one_line(rgb_run, tiny_store, tmp_path, run_c
 
 
 def test_a_torn_last_metrics_line_does_not_block_resume(rgb_run, tmp_path, tiny_store, run_cli, small_sets,
-                                                        rgb_run_settings):
-    run = Path(shutil.copytree(rgb_run, tmp_path / "run"))
+                                                        rgb_run_settings, linked_copy):
+    run = linked_copy(rgb_run, tmp_path / "run")
     (run / "done.json").unlink()
     with open(run / "metrics.jsonl", "a") as f:
         f.write('{"epoch": 4, "lr": 0.001, "tra')
@@ -163,8 +164,8 @@ def test_a_torn_last_metrics_line_does_not_block_resume(rgb_run, tmp_path, tiny_
 
 
 def test_resume_refuses_metrics_that_miss_epochs_of_the_checkpoint(rgb_run, tmp_path, tiny_store, run_cli,
-                                                                   small_sets, rgb_run_settings):
-    run = Path(shutil.copytree(rgb_run, tmp_path / "run"))
+                                                                   small_sets, rgb_run_settings, linked_copy):
+    run = linked_copy(rgb_run, tmp_path / "run")
     (run / "done.json").unlink()
     args = _train_args(small_sets, tiny_store, run, **{**rgb_run_settings, "epochs": 4})
     lines = (run / "metrics.jsonl").read_text().splitlines()
@@ -192,3 +193,21 @@ def test_a_real_full_disk(tiny_source, tiny_store, tmp_path, run_cli, small_sets
     code, _, err = run_cli(*args, "--resume")
     assert code == 0, err
     assert (out / "done.json").is_file()
+
+
+def test_a_store_on_a_full_disk_is_still_read(tiny_store, tmp_path, run_cli, small_sets, small_disk):
+    disk = small_disk(16)
+    store = Path(shutil.copytree(tiny_store, disk.path / "store"))
+    (store / "val" / ".salclass.lock").unlink()  # one split with a lock file, one without
+    with open(disk.path / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 16))
+                f.flush()
+        except OSError:
+            pass
+    out = tmp_path / "run"  # the output is elsewhere
+    code, _, err = run_cli(*_train_args(small_sets, store, out, model="RGBS", epochs=1, milestones=[]))
+    assert code == 0, err
+    assert (out / "done.json").is_file()
+    assert (store / "train" / ".salclass.lock").stat().st_size == 0

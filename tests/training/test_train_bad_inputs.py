@@ -88,7 +88,8 @@ def test_store_without_saliency_for_a_saliency_variant(tmp_path: Path, tiny_stor
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
 
 
-def test_checkpoints_of_another_architecture(tmp_path: Path, tiny_store: Path, rgb_run: Path, run_cli, small_sets):
+def test_checkpoints_of_another_architecture(tmp_path: Path, tiny_store: Path, rgb_run: Path, run_cli, small_sets,
+                                              linked_copy):
     sets = sum((["--set", s] for s in small_sets(tiny_store, tmp_path / "r", epochs=1)), [])
     # FanIn3 has no conv2: the RGB baseline cannot be transplanted into it.
     _one_line_error(*run_cli("train", *sets, "--set", "model=FanIn3", "--set", f"init_from={rgb_run}")[::2],
@@ -100,7 +101,7 @@ def test_checkpoints_of_another_architecture(tmp_path: Path, tiny_store: Path, r
     _one_line_error(*run_cli("evaluate", other, "--store", tiny_store / "val")[::2], "expected 'salclass.classifier'")
     # Resuming a run folder with another model.
     copy = tmp_path / "copy"
-    shutil.copytree(rgb_run, copy)
+    linked_copy(rgb_run, copy)
     sets = sum((["--set", s] for s in small_sets(tiny_store, copy, epochs=4)), [])
     _one_line_error(*run_cli("train", *sets, "--set", "model=RGBS", "--resume")[::2], "other settings (model")
     # A checkpoint whose weights do not fit the model it names.
@@ -110,9 +111,10 @@ def test_checkpoints_of_another_architecture(tmp_path: Path, tiny_store: Path, r
     _one_line_error(*run_cli("evaluate", tmp_path / "liar.pt", "--store", tiny_store)[::2], "do not fit")
 
 
-def test_unfinished_run_needs_resume(tmp_path: Path, tiny_store: Path, rgb_run: Path, run_cli, small_sets):
+def test_unfinished_run_needs_resume(tmp_path: Path, tiny_store: Path, rgb_run: Path, run_cli, small_sets,
+                                     linked_copy):
     copy = tmp_path / "copy"
-    shutil.copytree(rgb_run, copy)
+    linked_copy(rgb_run, copy)
     (copy / "done.json").unlink()
     sets = sum((["--set", s] for s in small_sets(tiny_store, copy, epochs=3, tensorboard=True)), [])
     _one_line_error(*run_cli("train", *sets)[::2], "unfinished run", "--resume")
@@ -161,7 +163,8 @@ def test_evaluate_and_plot_bad_paths(tmp_path: Path, tiny_store: Path, rgb_run: 
     _one_line_error(*run_cli("plot", rgb_run, "--out", tmp_path / "x.pdf")[::2], ".png")
 
 
-def test_resume_with_another_store(tmp_path: Path, tiny_store: Path, rgb_run: Path, run_cli, small_sets):
+def test_resume_with_another_store(tmp_path: Path, tiny_store: Path, rgb_run: Path, run_cli, small_sets,
+                                   linked_copy):
     import json
 
     other = tmp_path / "other_store"
@@ -170,7 +173,7 @@ def test_resume_with_another_store(tmp_path: Path, tiny_store: Path, rgb_run: Pa
     meta["fingerprint"] = "another source"
     (other / "train" / "meta.json").write_text(json.dumps(meta))
     copy = tmp_path / "copy"
-    shutil.copytree(rgb_run, copy)
+    linked_copy(rgb_run, copy)
     sets = sum((["--set", s] for s in small_sets(other, copy, epochs=4, tensorboard=True)), [])
     _one_line_error(*run_cli("train", *sets, "--resume")[::2], "not the store this run was trained on",
                     "train_fingerprint", after_progress=False)

@@ -18,6 +18,7 @@ import io
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import zlib
@@ -35,7 +36,7 @@ from salclass.data.store import (IDS, IMAGES, LABELS, META, REJECTED, SALIENCY, 
 from salclass.errors import UserError
 from salclass import checksum
 from salclass.io import (allocated_bytes, atomic_write_bytes, atomic_write_json, atomic_write_text, check_free_space,
-                         file_sha256, preallocate, read_json)
+                         WRITE_ERRNOS, file_sha256, preallocate, read_json, write_error)
 from salclass.lock import LOCK_NAME, folder_lock
 
 SPLITS = ("train", "val")
@@ -90,7 +91,36 @@ def _files_under(folder: Path) -> list[str]:
 
 
 def _class_dirs(split_dir: Path) -> list[str]:
-    return sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    dirs = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    for d in dirs:
+        why = _bad_name(d)
+        if why is not None:
+            raise UserError(f"{split_dir}: class folder {_printable(d)}: its {why}; rename it")
+    return dirs
+
+
+# Characters that would split a line of ids.txt or a field of rejected.tsv.
+_BREAKS = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _bad_name(rel: str) -> str | None:
+    """Why a path (as os.walk gives it: undecodable bytes as surrogates) cannot
+    be an id of the store, or None."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return "name is not valid UTF-8"
+    if any(c in rel for c in _BREAKS):
+        return "name holds a line break or tab"
+    return None
+
+
+def _printable(rel: str) -> str:
+    """A path as one field of one line: undecodable bytes as \\xNN, breaks as \\n, \\r, \\t."""
+    text = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    for c, shown in _BREAKS.items():
+        text = text.replace(c, shown)
+    return text
 
 
 def _fingerprint(src: Path, size: int, seed: int, classes: list, sp: SplitSurvey) -> str:
@@ -141,13 +171,21 @@ def survey(src: str | os.PathLike, size: int, seed: int = 0, limit_per_class: in
         split_dir = src / split
         for entry in sorted(split_dir.iterdir()):
             if entry.is_file() and not entry.name.startswith("."):
-                prerejected.append((str(entry.relative_to(src)), "not inside a class folder"))
+                prerejected.append((_printable(str(entry.relative_to(src))), "not inside a class folder"))
         for wnid in per_split[split]:
             if wnid not in label_of:
                 continue
             files = _files_under(split_dir / wnid)
             if not files:
                 raise UserError(f"{split_dir / wnid}: empty class folder")
+            named = []
+            for f in files:
+                why = _bad_name(os.path.relpath(f, src))
+                if why is None:
+                    named.append(f)
+                else:
+                    prerejected.append((_printable(os.path.relpath(f, src)), f"file {why}"))
+            files = named
             if limit_per_class is not None and len(files) > limit_per_class:
                 # Seeded per class name, so the choice does not depend on which other classes were picked.
                 rng = np.random.default_rng([seed, zlib.crc32(wnid.encode())])
@@ -196,9 +234,14 @@ def _shrink_npy(path: Path, rows: int) -> None:
         room = offset - prefix
         if len(text) + 1 > room:
             raise RuntimeError(f"{path}: new header does not fit")
-        f.seek(prefix)
-        f.write((text.ljust(room - 1) + "\n").encode("latin1"))
-        f.truncate(offset + rows * int(np.prod(shape[1:])) * dtype.itemsize)
+        try:
+            f.seek(prefix)
+            f.write((text.ljust(room - 1) + "\n").encode("latin1"))
+            f.truncate(offset + rows * int(np.prod(shape[1:])) * dtype.itemsize)
+        except OSError as e:
+            if e.errno in WRITE_ERRNOS:
+                raise write_error(path, e) from None
+            raise
         f.flush()
         os.fsync(f.fileno())
 
@@ -341,13 +384,20 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _worker_signals() -> None:
+    """Workers leave signals to the parent, which stops them (SIGTERM, by
+    terminating the pool) without a traceback from each."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _decoded(tasks, workers: int):
     """Decoded chunks in task order. With several workers at most a few chunks
     per worker are in flight, so results never pile up in memory."""
     if workers <= 1:
         yield from map(_decode_chunk, tasks)
         return
-    with multiprocessing.Pool(workers) as pool:
+    with multiprocessing.Pool(workers, initializer=_worker_signals) as pool:
         pending: deque = deque()
         for task in tasks:
             pending.append(pool.apply_async(_decode_chunk, (task,)))

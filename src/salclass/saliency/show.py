@@ -9,11 +9,13 @@ the model's map beside the map stored there.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
 from salclass.errors import UserError
+from salclass.io import atomic_write_bytes
 from salclass.saliency.models import load_predictor
 
 
@@ -57,11 +59,10 @@ def render_grid(images: list[np.ndarray], predicted: list[np.ndarray], reference
     axes[2, 0].set_ylabel(reference_label, fontsize=9)
     fig.tight_layout()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    tmp.replace(out)
+    atomic_write_bytes(out, buf.getvalue())
     return out
 
 

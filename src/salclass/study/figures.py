@@ -48,9 +48,7 @@ def curves(res: StudyResults, names: list[str], title: str, out: Path) -> bool:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
+    _save(fig, out)
     return True
 
 
@@ -73,6 +71,16 @@ def example_grid(images: np.ndarray, maps: np.ndarray, titles: list[str], out: P
     axes[1, 0].text(-0.1, 0.5, "map", transform=axes[1, 0].transAxes, rotation=90, va="center", ha="right")
     axes[2, 0].text(-0.1, 0.5, "overlay", transform=axes[2, 0].transAxes, rotation=90, va="center", ha="right")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
+    _save(fig, out)
+
+
+def _save(fig, out: Path) -> None:
+    """Render in memory, then write atomically: a refused write names the file."""
+    import io
+
+    from salclass.io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    _pyplot().close(fig)
+    atomic_write_bytes(out, buf.getvalue())

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from salclass.errors import UserError
+from salclass.errors import Interrupted, UserError
 from salclass.precision import Precision, autocast
 from salclass.training.distributed import World, all_reduce_max, all_reduce_sum
 
@@ -28,12 +28,8 @@ class NonFiniteLoss(UserError):
     """The loss became NaN or infinite; the run stops without saving."""
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """A stop was requested by SIGINT or SIGTERM (`signum`)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
+class TrainingInterrupted(Interrupted):
+    """A stop was requested by SIGINT or SIGTERM (`signum`) during training."""
 
 
 class StopFlag:

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from salclass.errors import UserError
-from salclass.io import CHECKSUM_KEY, atomic_torch_save, atomic_write_json, atomic_write_text
+from salclass.errors import UserError, signal_number
+from salclass.io import CHECKSUM_KEY, atomic_torch_save, atomic_write_json, atomic_write_text, read_json
 from salclass.lock import LOCK_NAME, folder_lock
 from salclass.precision import Precision, resolve_precision
 from salclass.settings import load_settings, save_settings, to_dict
@@ -495,10 +495,13 @@ def train_cli(config: str | None, sets: list[str], resume: bool = False) -> int:
     cfg = load_settings(TrainConfig, base, sets)
     try:
         train(cfg, resume=resume)
-    except TrainingInterrupted as e:
-        name = signal.Signals(e.signum).name if e.signum in signal.Signals._value2member_map_ else str(e.signum)
-        epoch = getattr(e, "epoch", 0)
-        print(f"salclass: stopped by {name} after {epoch} completed epoch(s); resume with: "
+    except KeyboardInterrupt as e:
+        # Also a stop outside the loops (SIGTERM while done.json is written): the run resumes alike.
+        signum = signal_number(e)
+        name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else str(signum)
+        epoch = getattr(e, "epoch", None)
+        after = f" after {epoch} completed epoch(s)" if epoch is not None else ""
+        print(f"salclass: stopped by {name}{after}; resume with: "
               f"salclass train --set out={cfg.out} --resume", file=sys.stderr)
-        return 128 + e.signum
+        return 128 + signum
     return 0
