@@ -169,9 +169,12 @@ def test_resume_with_another_store(tmp_path: Path, tiny_store: Path, rgb_run: Pa
 
     other = tmp_path / "other_store"
     shutil.copytree(tiny_store, other)
+    from salclass import checksum
+
+    # Another store, written as a store is (with its checksum), not a damaged one.
     meta = json.loads((other / "train" / "meta.json").read_text())
     meta["fingerprint"] = "another source"
-    (other / "train" / "meta.json").write_text(json.dumps(meta))
+    checksum.write_json(other / "train" / "meta.json", meta)
     copy = tmp_path / "copy"
     linked_copy(rgb_run, copy)
     sets = sum((["--set", s] for s in small_sets(other, copy, epochs=4, tensorboard=True)), [])

@@ -242,17 +242,21 @@ def _run_study_locked(cfg: StudyConfig, layout: StudyLayout, jobs: int, ray_addr
     _check_runs(cfg, layout)
     _check_run_precisions(cfg, layout)
     _check_start_points(cfg, layout)
+    parallel = not (jobs == 1 and ray_address is None)
+    if parallel and ray_address is None:
+        from salclass.study.parallel import check_local
+
+        check_local(cfg, layout)
+    # Said only once every check passed: a refused study prints its one line and nothing else.
     for note in notes:
         _say(note)
     t0 = time.monotonic()
-    if jobs == 1 and ray_address is None:
+    if not parallel:
         _prepare_data(cfg, layout, t0)
         run_experiments(cfg, layout, drop)
     else:
-        from salclass.study.parallel import check_local, joined, run_parallel
+        from salclass.study.parallel import joined, run_parallel
 
-        if ray_address is None:
-            check_local(cfg, layout)
         with joined(ray_address):
             _prepare_data(cfg, layout, t0)
             run_parallel(cfg, layout, jobs, drop)
