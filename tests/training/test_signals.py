@@ -97,7 +97,7 @@ def test_a_second_ctrl_c_during_a_checkpoint_write(tmp_path, tiny_store, rgb_run
 def test_sigterm_between_the_last_checkpoint_and_done(tmp_path, tiny_store, small_sets, run_cli, blocked_command):
     out = tmp_path / "run"
     args = _args(small_sets, tiny_store, out, epochs=1, milestones=[])
-    run = blocked_command("salclass.training.main.atomic_write_json", *args)  # its first call writes done.json
+    run = blocked_command("salclass.checksum.write_json", *args)  # its first call in a training run writes done.json
     run.proc.send_signal(signal.SIGTERM)
     code, _, err = run.release(timeout=120)
     assert code == 128 + signal.SIGTERM, err
