@@ -139,6 +139,24 @@ def test_equal_per_seed_differences_use_the_floor_not_a_zero_variance():
         assert decided.verdict == stats.NOISE
 
 
+def test_the_same_difference_on_the_same_images_in_every_seed_has_no_training_variance_and_feeds_no_fit():
+    # One image of ten fixed in each of three seeds, the same image: per-seed differences 0.1 (whose mean in
+    # floating point is not 0.1) and no seed-by-image noise. Both are exactly zero, not rounding dust, which
+    # the fit of log s^2 would read as a variance of 1e-34 and let drag the family's prior to nothing.
+    v, b = np.zeros((3, 10), bool), np.zeros((3, 10), bool)
+    v[:, 4] = True
+    diff, noise = stats.noise_parts(v, b)
+    assert diff == pytest.approx(0.1) and noise.seed_var == 0.0 and noise.floor == 0.0 and noise.training_var == 0.0
+    assert noise.image_var == pytest.approx(np.var(v[0].astype(float), ddof=1) / 10)
+    others = [stats.compare(v_, b_) for v_, b_ in _family(1, [0.0, 0.1, 0.0, 0.15, 0.02, 0.05])]
+    alone = stats.moderate(others)[0].prior
+    joined = stats.moderate(others + [stats.compare(v, b)])
+    assert joined[0].prior == alone and alone.comparisons == len(others)
+    # it is moderated like the others: the prior's variance, with d0 + d degrees of freedom
+    d0 = min(alone.df, stats.PRIOR_WEIGHT * 2)
+    assert joined[-1].top1.se ** 2 == pytest.approx(d0 * alone.var / (d0 + 2) / 3 + noise.image_var)
+
+
 def test_one_difference_on_every_image_and_seed_measures_nothing_and_gives_no_verdict():
     v, b = np.ones((3, 50), bool), np.zeros((3, 50), bool)
     iv, p = stats.seeds_images_t(v, b)
