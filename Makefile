@@ -45,8 +45,11 @@ calibrate: $(STAMP)
 
 # Mutation testing (docs/mutants.md): each mutant of the study's statistics, pairing and
 # claim rules against the fast study tests (tests/study/test_planted_study.py, test_stats.py,
-# test_claims.py). Not part of `make test`: it takes long. Results stay in mutants/.
+# test_moderated.py, test_claims.py). Not part of `make test`: it takes long. Results stay in mutants/.
 MUTANTS ?= 'salclass.study.stats.x_seeds_images_t__*' 'salclass.study.stats.x_holm__*' \
+	'salclass.study.stats.x_noise_parts__*' 'salclass.study.stats.x_t_test__*' \
+	'salclass.study.stats.x__trigamma_inverse__*' 'salclass.study.stats.x_fit_prior__*' \
+	'salclass.study.stats.x_moderated__*' 'salclass.study.stats.x_moderate__*' 'salclass.study.stats.x_family_test__*' \
 	'salclass.study.stats.x_decide__*' 'salclass.study.stats.x_verdict__*' 'salclass.study.stats.x_equivalent__*' \
 	'salclass.study.results.x_collect__*' 'salclass.study.report.x_claim_status__*' \
 	'salclass.study.report.x_saliency_experiment__*' 'salclass.study.report.x__direction__*' \

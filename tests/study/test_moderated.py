@@ -70,12 +70,21 @@ def _check(family, weight, expect_finite: bool):
     out = stats.moderate(comps, weight=weight)
     for c, part in zip(out, parts):
         p, se, df = _p_by_hand(part, d0, s0, weight)
-        assert c.method == stats.MODERATED
+        assert c.method == stats.MODERATED and c.prior.comparisons == len(family)
         assert c.prior.df == pytest.approx(d0) and c.prior.var == pytest.approx(s0)
         assert c.top1.se == pytest.approx(se) and c.top1.df == pytest.approx(df)
         assert c.p == pytest.approx(p)
         assert c.top1.high - c.top1.diff == pytest.approx(sps.t.ppf(0.975, df) * se)
     return d0, out
+
+
+@pytest.mark.parametrize("y", [1e-5, 0.02, 0.6, 5.0, 3e4, 2e6, 1e9])
+def test_the_inverse_of_trigamma_over_every_scale(y):
+    # from a prior weight of 2e5 (a spread of log s^2 barely above its sampling noise) down to 6e-5
+    x = stats._trigamma_inverse(y)
+    root = math.exp(optimize.brentq(lambda u: math.log(special.polygamma(1, math.exp(u)) / y), -40.0, 40.0,
+                                    xtol=1e-14))
+    assert x == pytest.approx(root, rel=1e-9)
 
 
 def test_moderated_variance_and_degrees_of_freedom_by_formula():
@@ -86,6 +95,22 @@ def test_moderated_variance_and_degrees_of_freedom_by_formula():
     # ... or, by default, counted as the comparisons' own 2 degrees of freedom
     _, out = _check(family, weight=stats.PRIOR_WEIGHT, expect_finite=True)
     assert all(c.top1.df == pytest.approx(4) for c in out)
+
+
+def test_two_comparisons_are_enough_to_fit():
+    _check(_family(1, [0.0, 0.1]), weight=None, expect_finite=True)
+
+
+def test_top5_and_the_level_are_moderated_like_top1():
+    # top-5 given as the top-1 outcomes: its fit and test must be top-1's, at the weight asked for
+    family = _family(1, [0.0, 0.1, 0.0, 0.15, 0.02, 0.05])
+    for weight in (None, stats.PRIOR_WEIGHT):
+        out = stats.moderate([stats.compare(v, b, v, b, level=0.9) for v, b in family], weight=weight)
+        for c in out:
+            assert c.top5.df == c.top1.df and c.top5.se == pytest.approx(c.top1.se)
+            assert (c.top1.level, c.top5.level) == (0.9, 0.9)
+            assert c.top1.high - c.top1.diff == pytest.approx(sps.t.ppf(0.95, c.top1.df) * c.top1.se)
+    assert out[0].top1.df == 4 and math.isfinite(out[0].prior.df) and out[0].prior.df > 2
 
 
 def test_the_prior_counts_as_at_most_the_comparisons_own_seeds():
@@ -137,6 +162,36 @@ def test_equal_per_seed_differences_use_the_floor_not_a_zero_variance():
     for decided in (stats.decide([stats.compare(v, b)], 0.05)[0],
                     stats.decide(stats.moderate([stats.compare(v, b)]), 0.05)[0]):
         assert decided.verdict == stats.NOISE
+
+
+def test_the_same_difference_on_the_same_images_in_every_seed_has_no_training_variance_and_feeds_no_fit():
+    # One image of ten fixed in each of three seeds, the same image: per-seed differences 0.1 (whose mean in
+    # floating point is not 0.1) and no seed-by-image noise. Both are exactly zero, not rounding dust, which
+    # the fit of log s^2 would read as a variance of 1e-34 and let drag the family's prior to nothing.
+    v, b = np.zeros((3, 10), bool), np.zeros((3, 10), bool)
+    v[:, 4] = True
+    diff, noise = stats.noise_parts(v, b)
+    assert diff == pytest.approx(0.1) and noise.seed_var == 0.0 and noise.floor == 0.0 and noise.training_var == 0.0
+    assert noise.image_var == pytest.approx(np.var(v[0].astype(float), ddof=1) / 10)
+    others = [stats.compare(v_, b_) for v_, b_ in _family(1, [0.0, 0.1, 0.0, 0.15, 0.02, 0.05])]
+    alone = stats.moderate(others)[0].prior
+    joined = stats.moderate(others + [stats.compare(v, b)])
+    assert joined[0].prior == alone and alone.comparisons == len(others)
+    # it is moderated like the others: the prior's variance, with d0 + d degrees of freedom
+    d0 = min(alone.df, stats.PRIOR_WEIGHT * 2)
+    assert joined[-1].top1.se ** 2 == pytest.approx(d0 * alone.var / (d0 + 2) / 3 + noise.image_var)
+
+
+def test_a_comparison_with_no_spread_at_all_borrows_the_familys_training_variance():
+    v, b = np.ones((3, 200), bool), np.zeros((3, 200), bool)
+    alone = stats.compare(v, b)
+    assert (alone.top1.se, alone.top1.df, alone.p, alone.top1.noise.training_var) == (0.0, 2, 1.0, 0.0)
+    out = stats.moderate([stats.compare(v_, b_) for v_, b_ in _family(1, [0.0, 0.1, 0.0, 0.15, 0.02, 0.05])]
+                         + [alone])
+    prior, last = out[0].prior, out[-1]
+    d0 = min(prior.df, stats.PRIOR_WEIGHT * 2)
+    assert prior.comparisons == 6 and last.method == stats.MODERATED and last.top1.df == d0 + 2
+    assert last.top1.se == pytest.approx(math.sqrt(d0 * prior.var / (d0 + 2) / 3))
 
 
 def test_one_difference_on_every_image_and_seed_measures_nothing_and_gives_no_verdict():

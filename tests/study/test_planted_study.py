@@ -3,19 +3,24 @@ number and sentence of report.md that comes from a comparison is checked against
 what the planted runs must give, computed here with numpy and scipy from the
 planted arrays, never with salclass's own statistics or rules.
 
-The verdicts rest on the seeds-and-images t-test (its variance is
-`seeds_images_variance`, the one function a moderated test would replace); the
-rest (Holm over the family, equivalence, claims, the conclusion's sentences and
-counts) does not depend on which test gives the p-values."""
+Every check runs once per verdict test (the study setting `verdict_test`): the
+seeds-and-images t-test, where each comparison's training variance is its own,
+and the moderated t (the default), where it borrows from the whole family
+(`family_variances`). The rest (Holm over the family, equivalence, claims, the
+conclusion's sentences and counts) does not depend on which test gives the
+p-values."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import optimize, special
 from scipy import stats as sps
 
 from planted import COMPARISONS, IMAGES, SEEDS, Planted, plant, study_settings
@@ -23,29 +28,85 @@ from planted import COMPARISONS, IMAGES, SEEDS, Planted, plant, study_settings
 ALPHA = 0.05
 MARGIN = 1.0  # equivalence margin, top-1 points
 LEVEL = 0.95
+SEEDS_IMAGES, MODERATED = "seeds-images", "moderated"
+VERDICT_TESTS = (SEEDS_IMAGES, MODERATED)
+# The moderated test's prior counts as at most this many times a comparison's own degrees of freedom.
+PRIOR_CAP = 1.0
 
 BETTER, WORSE, NOISE = "better", "worse", "not distinguishable from noise"
 
 
 # --- the statistics, written out ----------------------------------------------------------------------------------
 
-def seeds_images_variance(x: np.ndarray) -> tuple[float, float]:
-    """(variance of the mean of x, its degrees of freedom) for x[k, i] = variant - baseline
-    correct on image i with seed k: the training part var_k(mean_i x) / K, plus the
-    image part var_i(mean_k x) / N less the two-way layout's residual mean square over
-    N K, never below zero; K - 1 degrees of freedom."""
+@dataclass
+class Parts:
+    """The variance of the mean of x[k, i] = variant - baseline correct on image i with seed k, in parts."""
+
+    seeds: int  # K
+    s2: float  # the per-seed differences' variance, never below `floor`
+    floor: float  # the two-way layout's residual mean square over N
+    images: float  # var_i(mean_k x) / N less the residual mean square over N K, never below zero
+
+
+def variance_parts(x: np.ndarray) -> Parts:
+    """The two-way layout's sums of squares from integer sums, exactly (x is -1, 0 or 1): a spread that
+    is zero is zero here, not rounding dust, which a fit of log s^2 would read as a tiny variance."""
     k, n = x.shape
-    seed_means, image_means = x.mean(axis=1), x.mean(axis=0)
-    training = np.var(seed_means, ddof=1) / k
-    residual = x - seed_means[:, None] - image_means[None, :] + x.mean()
-    ms_residual = np.sum(residual ** 2) / ((n - 1) * (k - 1))
-    images = max(0.0, np.var(image_means, ddof=1) / n - ms_residual / (n * k))
-    return float(training + images), float(k - 1)
+    x = x.astype(np.int64)
+    total = int(x.sum())
+    squares, rows, columns = int((x * x).sum()), int((x.sum(axis=1) ** 2).sum()), int((x.sum(axis=0) ** 2).sum())
+    correction = Fraction(total * total, n * k)
+    ss_residual = squares - Fraction(rows, n) - Fraction(columns, k) + correction
+    ms_residual = ss_residual / ((n - 1) * (k - 1))
+    seed_var = (Fraction(rows, n) - correction) / (k - 1) / n  # of the per-seed means: sums over N, squared
+    image_var = (Fraction(columns, k) - correction) / (n - 1) / k  # of the per-image means over seeds
+    floor = ms_residual / n
+    images = max(Fraction(0), image_var / n - ms_residual / (n * k))
+    return Parts(k, float(max(seed_var, floor)), float(floor), float(images))
 
 
-def family_variances(xs: list[np.ndarray]) -> list[tuple[float, float]]:
-    """Every comparison's (variance, degrees of freedom); a moderated test would pool here."""
-    return [seeds_images_variance(x) for x in xs]
+@dataclass
+class Prior:
+    d0: float  # inf: the spread of log s^2 is no more than its sampling noise
+    s0_2: float | None  # None when fewer than two comparisons measure any noise
+    comparisons: int
+
+
+def fit_prior(parts: list[Parts]) -> Prior:
+    """Smyth's (2004) moments of log s^2: s^2 ~ s0^2 F(d, d0), so log s^2 has mean
+    log s0^2 + digamma(d/2) - log(d/2) - digamma(d0/2) + log(d0/2) and variance
+    trigamma(d/2) + trigamma(d0/2). Comparisons whose s^2 is zero say nothing of its log."""
+    used = [q for q in parts if q.s2 > 0]
+    if len(used) < 2:
+        return Prior(0.0, None, len(used))
+    d = np.array([q.seeds - 1 for q in used], float)
+    z = np.log([q.s2 for q in used])
+    e = z - special.digamma(d / 2) + np.log(d / 2)
+    excess = np.var(e, ddof=1) - np.mean(special.polygamma(1, d / 2))
+    if excess <= 0:
+        return Prior(math.inf, float(np.exp(e.mean())), len(used))
+    # trigamma falls from infinity to 0: one root, searched for on a log scale
+    half = math.exp(optimize.brentq(lambda u: math.log(special.polygamma(1, math.exp(u))) - math.log(excess),
+                                    -40.0, 40.0, xtol=1e-14))
+    d0 = 2 * half
+    return Prior(d0, float(np.exp(e.mean() + special.digamma(half) - np.log(half))), len(used))
+
+
+def family_variances(xs: list[np.ndarray], test: str) -> list[tuple[float, float]]:
+    """Every comparison's (variance of its mean difference, degrees of freedom): the training part is s^2 / K,
+    with s^2 the comparison's own (K - 1 degrees of freedom), or with the moderated test
+    (d0 s0^2 + d s^2) / (d0 + d), never below the floor, with d0 + d, the fitted d0 capped at PRIOR_CAP d."""
+    parts = [variance_parts(x) for x in xs]
+    if test == SEEDS_IMAGES:
+        return [(q.s2 / q.seeds + q.images, q.seeds - 1.0) for q in parts]
+    prior = fit_prior(parts)
+    out = []
+    for q in parts:
+        d = q.seeds - 1.0
+        d0 = min(prior.d0, PRIOR_CAP * d)
+        s2 = q.s2 if d0 == 0 else (d0 * prior.s0_2 + d * q.s2) / (d0 + d)
+        out.append((max(s2, q.floor) / q.seeds + q.images, d0 + d))
+    return out
 
 
 @dataclass
@@ -61,7 +122,8 @@ class TTest:
 def t_test(x: np.ndarray, var: float, df: float) -> TTest:
     diff = float(x.mean())
     if var == 0.0:
-        return TTest(diff, diff, diff, 0.0, df, 1.0 if diff == 0.0 else 0.0)
+        # x is one number everywhere: nothing measures the noise, no verdict
+        return TTest(diff, diff, diff, 0.0, df, 1.0)
     se = var ** 0.5
     half = sps.t.ppf(0.5 + LEVEL / 2, df) * se
     return TTest(diff, diff - half, diff + half, se, df, float(2 * sps.t.sf(abs(diff) / se, df)))
@@ -154,8 +216,9 @@ def expected_pairs(planted: Planted) -> list[Pair]:
     x5 = [planted.correct5(s["variant"], k).astype(float) - planted.correct5(s["against"], k) if k
           else np.zeros((0, IMAGES)) for s, k in zip(settings, common)]
     compared = [x.shape[0] > 0 for x in x1]
-    v1 = iter(family_variances([x for x, c in zip(x1, compared) if c]))
-    v5 = iter(family_variances([y for y, c in zip(x5, compared) if c]))
+    test = planted.cfg.verdict_test
+    v1 = iter(family_variances([x for x, c in zip(x1, compared) if c], test))
+    v5 = iter(family_variances([y for y, c in zip(x5, compared) if c], test))
     out = []
     for s, k, x, y, c in zip(settings, common, x1, x5, compared):
         tv, ta = thesis_top1(s["variant"]), thesis_top1(s["against"])
@@ -198,10 +261,10 @@ def is_saliency_experiment(pair: Pair) -> bool:
 
 # --- the report ------------------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory) -> tuple[Planted, list[Pair]]:
+@pytest.fixture(scope="module", params=VERDICT_TESTS)
+def study(request, tmp_path_factory) -> tuple[Planted, list[Pair]]:
     """The planted folder and what its report must say (nothing of the product's statistics runs here)."""
-    planted = plant(tmp_path_factory.mktemp("planted") / "study")
+    planted = plant(tmp_path_factory.mktemp("planted") / "study", request.param)
     return planted, expected_pairs(planted)
 
 
@@ -232,21 +295,37 @@ def by_name(pairs: list[Pair]) -> dict[tuple[str, str], Pair]:
 
 
 def test_the_plant_is_what_it_says(study):
-    """The planted truth, by construction: if the generator drifts, the checks below lose their point."""
+    """The planted truth, by construction, under either verdict test: if the generator drifts, the checks
+    below lose their point."""
     planted, pairs = study
     got = by_name(pairs)
     verdicts = {("RGB*-ft", "RGB*"): BETTER, ("FanIn1", "RGB*"): BETTER, ("FanIn1-const", "RGB*"): BETTER,
                 ("RGBxS-ft", "RGB*-ft"): WORSE, ("RGB_1S2S", "RGB"): WORSE, ("FanIn2", "RGB*"): WORSE,
                 ("RGB*+AT", "RGB*"): WORSE, ("RGBS", "RGB"): NOISE, ("FanIn3", "RGB*"): NOISE,
-                ("RGBS-ft", "RGB*-ft"): NOISE, ("FanIn3_noS", "RGB*"): NOISE,
+                ("RGBS-ft", "RGB*-ft"): NOISE, ("FanIn3_noS", "RGB*"): NOISE, ("FanIn2-const", "RGB*"): NOISE,
                 ("FanIn1", "FanIn1-const"): BETTER, ("RGBxS-ft", "RGBS-ft"): WORSE, ("RGB", "RGB*"): BETTER,
                 ("FanIn3", "FanIn3_noS"): NOISE}
     assert {k: p.verdict for k, p in got.items()} == verdicts
     # seeds differ in accuracy by ten points, so pairing seed k with seed k matters
     assert np.ptp(planted.correct1("RGB*").mean(axis=1)) == pytest.approx(0.2)
-    # per-seed differences all equal, with a variance that comes from the images alone
-    ft = planted.correct1("RGBS-ft").sum(axis=1) - planted.correct1("RGB*-ft").sum(axis=1)
-    assert np.ptp(ft) == 0 and got[("RGBS-ft", "RGB*-ft")].top1.se > 0
+    x = {k: planted.correct1(k[0]).astype(float) - planted.correct1(k[1]) for k in got}
+    parts = {k: variance_parts(v) for k, v in x.items()}
+    # per-seed differences all equal on the same images in every seed: no training variance at all (the
+    # moderated fit leaves it out), a variance from the images alone, and no verdict
+    same = ("RGBS-ft", "RGB*-ft")
+    assert np.ptp(x[same].sum(axis=1)) == 0 and parts[same].s2 == 0 and parts[same].images > 0
+    assert got[same].top1.se > 0 and got[same].top1.p < ALPHA
+    # per-seed differences all equal on different images: the image part is clipped at zero and the
+    # training part is the floor; without the floor the variance would be zero (once, p = 0: a verdict)
+    floored = ("FanIn2-const", "RGB*")
+    assert np.ptp(x[floored].sum(axis=1)) == 0 and parts[floored].images == 0
+    assert parts[floored].s2 == parts[floored].floor > 0
+    assert got[floored].top1.diff > 0
+    # other comparisons whose floor lifts their own per-seed variance
+    assert sum(np.var(v.mean(axis=1), ddof=1) < parts[k].floor for k, v in x.items()) >= 3
+    # the moderated test's prior: fitted on all but the zero variance, finite, and more than the cap allows
+    prior = fit_prior(list(parts.values()))
+    assert prior.comparisons == len(pairs) - 1 and PRIOR_CAP * (len(SEEDS) - 1) < prior.d0 < math.inf
     # the fine-tunes start from RGB*, eight points below the baseline they are compared with
     start = planted.correct1("RGB*-ft").mean() - planted.correct1("RGB*").mean()
     assert start == pytest.approx(0.08)
@@ -266,6 +345,8 @@ def test_the_plant_is_what_it_says(study):
     assert low < a <= high < 2 * a
     # a p that passes alone but not in the family
     assert any(p.top1.p < ALPHA <= p.p_holm for p in pairs)
+    # the records are written as the product writes them: checksummed, so the report reads them verified
+    assert planted.root.joinpath("study.yaml").read_text(encoding="utf-8").startswith("# content_sha256: ")
 
 
 def check_results_table(planted: Planted, md: str, pairs: list[Pair]) -> None:
@@ -407,6 +488,22 @@ def check_setup(planted: Planted, md: str, pairs: list[Pair]) -> None:
     missing = ", ".join(f"{name} seed {seed}" for name in EXPERIMENTS for seed in SEEDS
                         if (name, seed) in planted.missing)
     assert (f"Not finished yet (shown as missing below): {missing}." in md) == bool(missing)
+    # every record verified against its checksum, every run folder one of the study's
+    assert "carry no checksum" not in md and "Not in this report" not in md
+
+
+def check_the_prior(planted: Planted, md: str, pairs: list[Pair]) -> None:
+    """The report states the verdict test, and the moderated test's fitted prior (top-1)."""
+    if planted.cfg.verdict_test == SEEDS_IMAGES:
+        assert "The training part comes from the comparison's own seeds alone (`verdict_test: seeds-images`)" in md
+        assert "Fitted on" not in md
+        return
+    x = [planted.correct1(p.variant, p.seeds).astype(float) - planted.correct1(p.against, p.seeds)
+         for p in pairs if p.top1 is not None]
+    prior = fit_prior([variance_parts(v) for v in x])
+    d0 = "infinite" if math.isinf(prior.d0) else f"{prior.d0:.1f}"
+    assert (f"Fitted on {prior.comparisons} comparisons: a prior SD of the per-seed differences of "
+            f"{100 * prior.s0_2 ** 0.5:.2f} points, prior degrees of freedom {d0}.") in md
 
 
 def check_untrained(planted: Planted, md: str, pairs: list[Pair]) -> None:
@@ -420,7 +517,8 @@ def check_untrained(planted: Planted, md: str, pairs: list[Pair]) -> None:
 
 
 CHECKS = (check_setup, check_untrained, check_results_table, check_further_comparisons_table, check_class_table,
-          check_the_claims, check_the_answers, check_the_overall_count, check_the_resolution_and_the_family)
+          check_the_claims, check_the_answers, check_the_overall_count, check_the_resolution_and_the_family,
+          check_the_prior)
 
 
 def test_the_report_says_what_the_planted_runs_give(study):

@@ -251,14 +251,19 @@ def noise_parts(variant_correct, baseline_correct) -> tuple[float, Noise]:
     k, n = x.shape
     if k < 2:
         raise ValueError("the seeds+images test needs at least 2 seeds; with one seed give no verdict")
-    diff = float(x.mean())
-    per_seed, per_image = x.mean(axis=1), x.mean(axis=0)
+    # From sums of x (-1, 0, 1), which are exact integers: a spread that is zero comes out exactly zero.
+    # From means it could come out as rounding dust (1e-39), which the family's fit of log s^2 reads as
+    # a real, tiny variance that drags the whole family's prior to nothing.
+    per_seed, per_image, total = x.sum(axis=1), x.sum(axis=0), float(x.sum())
+    diff = total / (n * k)
+    seed_var = float(k * (per_seed ** 2).sum() - total ** 2) / (k * (k - 1) * n * n)
     ms_error, v_images = 0.0, 0.0
     if n > 1:
-        residual = x - per_seed[:, None] - per_image[None, :] + diff
-        ms_error = float((residual ** 2).sum()) / ((n - 1) * (k - 1))
-        v_images = max(0.0, float(per_image.var(ddof=1)) / n - ms_error / (n * k))
-    return diff, Noise(seeds=k, seed_var=float(per_seed.var(ddof=1)), floor=ms_error / n, image_var=v_images)
+        residual = (n * k) * x - k * per_seed[:, None] - n * per_image[None, :] + total  # n k times the residual
+        ms_error = float((residual ** 2).sum()) / ((n * k) ** 2 * (n - 1) * (k - 1))
+        image_var = float(n * (per_image ** 2).sum() - total ** 2) / (n * (n - 1) * k * k)
+        v_images = max(0.0, image_var / n - ms_error / (n * k))
+    return diff, Noise(seeds=k, seed_var=seed_var, floor=ms_error / n, image_var=v_images)
 
 
 def t_test(diff: float, noise: Noise, training_var: float, df: float, *, level: float = 0.95
