@@ -566,10 +566,11 @@ def _params_conclusion(layout: StudyLayout) -> list[Block]:
 def _training_noise(cfg: StudyConfig, prior: stats.Prior | None) -> str:
     """How the training part of the variance was estimated: the comparison's own seeds, or moderated."""
     floor = (" The per-seed variance is never taken below the seed-by-image residual mean square over the number "
-             "of images, the least it can be; a comparison with no spread at all gets p = 1, no verdict of a difference.")
+             "of images, the least it can be.")
     if cfg.verdict_test == stats.TEST_SEEDS_IMAGES:
         return ("The training part comes from the comparison's own seeds alone (`verdict_test: seeds-images`), "
-                "with as many degrees of freedom as there are seeds less one." + floor)
+                "with as many degrees of freedom as there are seeds less one." + floor + " A comparison with no "
+                "spread at all gets p = 1, no verdict of a difference.")
     text = ("The training part is moderated over the study's comparisons (`verdict_test: moderated`, Smyth's "
             "moderated t): each comparison's per-seed variance is averaged with a prior variance fitted to all "
             "the comparisons' variances, weighted by their degrees of freedom, the prior's counted as at most "
@@ -582,7 +583,8 @@ def _training_noise(cfg: StudyConfig, prior: stats.Prior | None) -> str:
             fitted = "infinite" if np.isinf(prior.df) else f"{prior.df:.1f}"
             text += (f" Fitted on {prior.comparisons} comparisons: a prior SD of the per-seed differences of "
                      f"{100 * prior.var ** 0.5:.2f} points, prior degrees of freedom {fitted}.")
-    return text + floor
+    return text + floor + (" A comparison with no spread at all is moderated like the others: its zero variance is "
+                           "averaged with the prior's (p = 1 where no prior could be fitted).")
 
 
 def _method(cfg: StudyConfig, prior: stats.Prior | None = None) -> list[Block]:
