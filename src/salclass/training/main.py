@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from salclass.errors import UserError, signal_number
-from salclass.io import CHECKSUM_KEY, atomic_torch_save, atomic_write_json, atomic_write_text, read_json
+from salclass.io import CHECKSUM_KEY, atomic_torch_save, atomic_write_json, atomic_write_text
 from salclass.lock import LOCK_NAME, folder_lock
 from salclass.precision import Precision, resolve_precision
 from salclass.settings import load_settings, save_settings, to_dict
