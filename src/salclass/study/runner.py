@@ -43,9 +43,8 @@ def _check_same_study(layout: StudyLayout, cfg: StudyConfig) -> None:
     old, _ = read_study_config(layout.study_yaml)
     was, now = old.train.get("precision"), cfg.train.get("precision")
     if was in ("fp32", "bf16") and was != now:
-        raise UserError(f"{layout.root} holds a study computed in {was} (its study.yaml), this one would compute "
-                        f"in {now}: one precision per study; resume with --set train.precision={was}, or use "
-                        "another --out")
+        raise _other_precision(f"{layout.root} holds a study computed in {was} (its study.yaml), this one would "
+                               f"compute in {now}", was)
     for key in ("data", "saliency"):
         a, b = to_dict(getattr(old, key)), to_dict(getattr(cfg, key))
         if key == "saliency":  # how maps are scored or batched does not change the maps
@@ -70,6 +69,10 @@ def train_settings(cfg: StudyConfig, layout: StudyLayout, e: Experiment, seed: i
     if e.attention is not None:
         fixed["attention"] = {"beta": e.attention.beta, "layer": e.attention.layer}
     return merge(merge(cfg.train, e.train), fixed)
+
+
+def _other_precision(what: str, was: str) -> UserError:
+    return UserError(f"{what}: one precision per study; resume with --set train.precision={was}, or use another --out")
 
 
 def resolve_study_precision(cfg: StudyConfig) -> list[str]:
@@ -104,9 +107,8 @@ def _check_run_precisions(cfg: StudyConfig, layout: StudyLayout) -> None:
             was = folder.read_config().get("precision")
             now = train_settings(cfg, layout, e, seed).get("precision")
             if was in ("fp32", "bf16") and was != now:
-                raise UserError(f"{folder.path}: was trained in {was}, this study would now compute in {now}: "
-                                f"one precision per study; resume with --set train.precision={was}, or use "
-                                "another --out")
+                raise _other_precision(f"{folder.path}: was trained in {was}, this study would now compute in {now}",
+                                       was)
 
 
 def _check_start_points(cfg: StudyConfig, layout: StudyLayout) -> None:
