@@ -31,7 +31,7 @@ from salclass.study.config import StudyConfig
 from salclass.study.layout import StudyLayout, save_study_config
 from salclass.study.runner import train_settings
 from salclass.study.stages import train_config
-from salclass.training.run_folder import RunFolder, write_evaluation
+from salclass.run_folder import RunFolder, write_evaluation
 
 SEEDS = (0, 1, 2)
 # Enough images that, under the variance floor and at 3 seeds (2 degrees of freedom in the seeds-images test),

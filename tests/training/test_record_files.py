@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from salclass.errors import UserError
-from salclass.training.run_folder import RunFolder, write_evaluation
+from salclass.run_folder import RunFolder, write_evaluation
 
 
 def _record(run: RunFolder, checkpoint_sha: str = "a" * 64) -> dict:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from salclass.errors import UserError
-from salclass.training.run_folder import RunFolder, settings_difference
+from salclass.run_folder import RunFolder, settings_difference
 
 
 def test_torn_last_metrics_line_is_dropped_and_any_other_damage_named(tmp_path: Path):

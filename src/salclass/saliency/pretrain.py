@@ -13,7 +13,7 @@ Only the train split is read: the store's val split judges the classifiers
 that later see this model's maps. The final epoch's accuracy on it is printed
 and recorded for information and chooses nothing.
 
-RUN is a run folder (salclass.training.run_folder): resolved settings, a
+RUN is a run folder (salclass.run_folder): resolved settings, a
 metrics line per epoch, the finished-run record and `trunk.pt`, a typed
 checkpoint (`salclass.saliency_trunk`) written at the end. An interrupted
 pre-training (about 19 minutes for Imagenette's 9,469 train images with one
@@ -43,7 +43,7 @@ from salclass.saliency.models import create, trunk_checkpoint
 from salclass.saliency.models.base import to_input
 from salclass.saliency.training import lr_factor
 from salclass.settings import load_settings, save_settings, to_dict
-from salclass.training.run_folder import RunFolder
+from salclass.run_folder import RunFolder
 
 TRUNK_NAME = "trunk.pt"
 

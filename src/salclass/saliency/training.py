@@ -6,7 +6,7 @@ the model's input size, with their ground-truth densities), then trains with
 random zoom/shift/flip (applied to image and map alike) and colour jitter.
 
 RUN is a run folder like a classifier's, written through its owner
-(salclass.training.run_folder): resolved settings, one metrics line per epoch,
+(salclass.run_folder): resolved settings, one metrics line per epoch,
 the latest epoch's checkpoint with optimizer, scheduler and RNG state (for
 --resume), the finished-run record, and here also `best.pt` (the model of the
 epoch with the best validation score, loadable by `load_predictor`).
@@ -41,7 +41,7 @@ from salclass.saliency.datasets import FixationDataset, ReadOptions, open_fixati
 from salclass.saliency.models import create, load_trunk, model_checkpoint
 from salclass.saliency.models.base import SaliencyModel, area_preserving_size, to_input
 from salclass.settings import load_settings, save_settings, to_dict
-from salclass.training.run_folder import RunFolder, settings_difference
+from salclass.run_folder import RunFolder, settings_difference
 
 RUN_CHECKPOINT_TYPE = "salclass.saliency_run"
 RUN_CHECKPOINT_VERSION = 2  # 2: `epoch` is the number of completed epochs (1 stored it minus one)
@@ -346,7 +346,7 @@ def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
             best = {"epoch": epoch + 1, "score": score, "select_by": cfg.select_by, "val": val}
             atomic_torch_save(model_checkpoint(model, extra={"epoch": epoch + 1, "val": val,
                                                              "config": to_dict(cfg)}), out / "best.pt")
-        # Metrics before the checkpoint, as in every run folder (salclass.training.run_folder).
+        # Metrics before the checkpoint, as in every run folder (salclass.run_folder).
         folder.append_metrics(record)
         atomic_torch_save({
             "type": RUN_CHECKPOINT_TYPE, "version": RUN_CHECKPOINT_VERSION, "architecture": cfg.model,

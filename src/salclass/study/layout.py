@@ -78,7 +78,7 @@ class StudyLayout:
 
     def run_folder(self, e: Experiment, seed: int):
         """The run folder of experiment `e` with `seed`, through its owner in salclass.training."""
-        from salclass.training.run_folder import RunFolder
+        from salclass.run_folder import RunFolder
 
         return RunFolder(self.run(e, seed))
 

@@ -31,7 +31,7 @@ from salclass.study import stages
 from salclass.study.config import Experiment, StudyConfig
 from salclass.study.layout import StudyLayout
 from salclass.study.runner import drop_checkpoints, needs_evaluation, train_settings
-from salclass.training.run_folder import RunFolder
+from salclass.run_folder import RunFolder
 
 RETRIES = 3  # a run whose worker died this many times more is given up
 TAIL_LINES = 12  # of a failed run's log, shown in the summary

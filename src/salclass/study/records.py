@@ -27,7 +27,7 @@ from salclass.io import atomic_write_bytes
 from salclass.lock import LOCK_NAME, folder_lock
 from salclass.settings import to_dict
 from salclass.study.layout import RECORD_FILES, STUDY_YAML, StudyLayout, read_study_config
-from salclass.training.run_folder import RECORD_FILES as RUN_RECORD_FILES
+from salclass.run_folder import RECORD_FILES as RUN_RECORD_FILES
 
 
 def _copy(src: Path, dst: Path) -> int:

@@ -2,7 +2,7 @@
 
 Nothing here trains or evaluates: every number comes from files the training
 stage wrote (each run folder's metrics and evaluation, read through
-salclass.training.run_folder), and the accuracies are computed from the
+salclass.run_folder), and the accuracies are computed from the
 per-image predictions (eval.json's summary must agree with them). A run folder
 is read as a record: its checkpoint is not needed. Accuracies are kept in
 percent from here on.
@@ -76,7 +76,7 @@ def percent(x: float) -> float:
 def load_run(run_dir: Path, seed: int, unverified: list[Path] | None = None) -> RunRecord | None:
     """A finished and evaluated run, or None. Files read without a checksum are
     added to `unverified`."""
-    from salclass.training.run_folder import RunFolder
+    from salclass.run_folder import RunFolder
 
     folder = RunFolder(run_dir)
     if not folder.is_record():

@@ -131,7 +131,7 @@ def check_run_settings(run_dir: Path, settings: dict) -> None:
     """A finished run is reused only if it is the same run (the run folder's rule)
     and as long as the study wants it."""
     from salclass.settings import to_dict
-    from salclass.training.run_folder import RunFolder, settings_difference
+    from salclass.run_folder import RunFolder, settings_difference
 
     folder = RunFolder(run_dir)
     if not folder.config.is_file():

@@ -15,12 +15,12 @@ import torch
 
 from salclass.errors import UserError
 from salclass.io import load_checkpoint
+from salclass.run_folder import CHECKPOINT_NAME
 
 CHECKPOINT_TYPE = "salclass.classifier"
 # 2: records `block_order`; version 1 checkpoints were all trained conv -> BN -> ReLU.
 # `precision` was added within version 2 (readers fall back when it is absent).
 CHECKPOINT_VERSION = 2
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def rng_state() -> dict:

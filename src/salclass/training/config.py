@@ -30,15 +30,6 @@ from salclass.precision import PrecisionSetting
 # Keras's l2(0.0005) as SGD weight decay: the gradient of 0.0005 * w^2 is 0.001 * w.
 THESIS_WEIGHT_DECAY = 0.001
 
-# Fields that only change how fast or where a run computes, not what it
-# computes; a resumed or re-launched run may change them freely. `precision`
-# changes the rounding, not the method; a resumed run keeps the one recorded in
-# its checkpoint (salclass.training.main). `amp` is in configs of older runs.
-RUNTIME_FIELDS = frozenset(
-    {"device", "precision", "amp", "channels_last", "compile", "sync_bn", "workers", "threads", "progress",
-     "tensorboard", "epochs"}
-)
-
 
 @dataclass
 class AttentionTransfer:

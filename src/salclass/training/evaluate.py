@@ -28,7 +28,7 @@ from salclass.training.checkpoint import block_order_of, checkpoint_path, load_c
 from salclass.training.distributed import World
 from salclass.training.engine import Runtime, evaluate
 from salclass.training.layout import cpu_channels_last
-from salclass.training.run_folder import write_evaluation
+from salclass.run_folder import write_evaluation
 
 
 def _open_split(store_split: str | Path):

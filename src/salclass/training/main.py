@@ -1,7 +1,7 @@
 """`train(cfg, resume)`: one classifier run, resumable, single- or multi-process.
 
 The run folder is written by rank 0 only, through its owner
-(salclass.training.run_folder, which says in what order its files are written).
+(salclass.run_folder, which says in what order its files are written).
 
 Resuming equals never stopping (on CPU): the loader's order and augmentation
 depend only on (seed, epoch), and the checkpoint restores weights, optimizer
@@ -36,7 +36,7 @@ from salclass.training.engine import (AttentionLoss, NonFiniteLoss, Runtime, Sto
                                       evaluate, train_one_epoch)
 from salclass.training.layout import cpu_channels_last
 from salclass.training.optim import sgd
-from salclass.training.run_folder import CONFIG_NAME, DONE_NAME, LOG_NAME, RunFolder, settings_difference
+from salclass.run_folder import CONFIG_NAME, DONE_NAME, LOG_NAME, RunFolder, settings_difference
 
 
 def _log(msg: str, world: World) -> None:

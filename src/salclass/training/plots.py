@@ -7,7 +7,7 @@ from pathlib import Path
 
 from salclass.errors import UserError
 from salclass.training.main import read_metrics
-from salclass.training.run_folder import RunFolder
+from salclass.run_folder import RunFolder
 
 
 def _label(run: Path) -> str:

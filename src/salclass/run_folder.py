@@ -31,10 +31,9 @@ from salclass import checksum
 from salclass.errors import UserError
 from salclass.io import append_line_durably, atomic_write_bytes, atomic_write_text, file_sha256, read_json
 from salclass.settings import read_yaml
-from salclass.training.checkpoint import CHECKPOINT_NAME
-from salclass.training.config import RUNTIME_FIELDS
 
 CONFIG_NAME = "config.yaml"
+CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
 DONE_NAME = "done.json"
 START_NAME = "val_start.json"
@@ -55,9 +54,17 @@ RECORD_FILES = (CONFIG_NAME, METRICS_NAME, DONE_NAME, START_NAME, INIT_NAME, f"{
 # A summary accuracy in eval.json may differ from the mean of its predictions by rounding only.
 _SUMMARY_TOLERANCE = 1e-9
 
+# Settings that only change how fast or where a run computes, not what it computes; a
+# resumed or re-launched run may change them freely. `precision` changes the rounding, not
+# the method; a resumed run keeps the one recorded in its checkpoint. `amp` is in configs of
+# older runs.
+RUNTIME_FIELDS = frozenset(
+    {"device", "precision", "amp", "channels_last", "compile", "sync_bn", "workers", "threads", "progress",
+     "tensorboard", "epochs"}
+)
 # Settings that may differ between a run and a command that continues or reuses it: how
-# it computes (RUNTIME_FIELDS), how long it goes on (epochs, in RUNTIME_FIELDS: a finished
-# run is continued to more), and where things are. Paths are left out so run folders and
+# it computes (RUNTIME_FIELDS), how long it goes on (epochs: a finished run is continued to
+# more), and where things are. Paths are left out so run folders and
 # stores can be moved: the run is where it is, init_from (and a saliency run's init_trunk)
 # matters only before epoch 1, and the store is compared by what it holds (the checkpoint's
 # store identity).

@@ -1,0 +1,29 @@
+"""The one way salclass prints a notice: a line on stderr for the person at the terminal.
+
+Notices go through tqdm so a line never tears a progress bar apart, and only the
+process of rank 0 prints (the others of a distributed run would repeat it). Results
+that a command exists to print (a table, JSON) go to stdout with print(); everything
+else, from "resuming at epoch 3" to a warning, goes through `say`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from tqdm import tqdm
+
+
+def _is_rank_zero() -> bool:
+    return os.environ.get("RANK", "0") in ("", "0")
+
+
+def say(msg: str) -> None:
+    """Print one notice line on stderr, safe beside progress bars; silent on ranks other than 0."""
+    if _is_rank_zero():
+        tqdm.write(msg, file=sys.stderr)
+
+
+def warn(msg: str) -> None:
+    """A notice that something was not as expected but the command goes on."""
+    say(f"salclass: warning: {msg}")
