@@ -54,29 +54,28 @@ RECORD_FILES = (CONFIG_NAME, METRICS_NAME, DONE_NAME, START_NAME, INIT_NAME, f"{
 # A summary accuracy in eval.json may differ from the mean of its predictions by rounding only.
 _SUMMARY_TOLERANCE = 1e-9
 
-# Settings that only change how fast or where a run computes, not what it computes; a
-# resumed or re-launched run may change them freely. `precision` changes the rounding, not
-# the method; a resumed run keeps the one recorded in its checkpoint. `amp` is in configs of
-# older runs.
+# The one rule for "is this the same run?" compares every saved setting except these, the
+# ones that may differ between a run and a command that continues or reuses it:
+# - how fast or where it computes (`precision` changes the rounding, not the method; a resumed
+#   run keeps the one in its checkpoint; `amp` is in configs of older runs);
+# - how long it goes on (`epochs`: a finished run is continued to more);
+# - where things are, so run folders and stores can be moved: the run is where it is,
+#   `init_from` (and a saliency run's `init_trunk`) matters only before epoch 1, and the store
+#   is compared by what it holds (the checkpoint's store identity).
 RUNTIME_FIELDS = frozenset(
     {"device", "precision", "amp", "channels_last", "compile", "sync_bn", "workers", "threads", "progress",
      "tensorboard", "epochs"}
 )
-# Settings that may differ between a run and a command that continues or reuses it: how
-# it computes (RUNTIME_FIELDS), how long it goes on (epochs: a finished run is continued to
-# more), and where things are. Paths are left out so run folders and
-# stores can be moved: the run is where it is, init_from (and a saliency run's init_trunk)
-# matters only before epoch 1, and the store is compared by what it holds (the checkpoint's
-# store identity).
-_NOT_COMPARED = RUNTIME_FIELDS | {"out", "store", "init_from", "init_trunk"}
+MAY_DIFFER = RUNTIME_FIELDS | {"out", "store", "init_from", "init_trunk"}
+# A study reuses a finished run only if it ran exactly as long as the study asks.
+MAY_DIFFER_IN_A_STUDY = MAY_DIFFER - {"epochs"}
 
 
-def settings_difference(saved: dict, now: dict) -> str | None:
-    """The one rule for "is this the same run?": the first setting, other than the
-    ones in _NOT_COMPARED, where `now` differs from a run's saved settings, as
-    'key: saved in the run, now', or None when they agree."""
-    a = {k: v for k, v in saved.items() if k not in _NOT_COMPARED}
-    b = {k: v for k, v in now.items() if k not in _NOT_COMPARED}
+def settings_difference(saved: dict, now: dict, may_differ: frozenset = MAY_DIFFER) -> str | None:
+    """The first setting, other than those in `may_differ`, where `now` differs from a
+    run's saved settings, as 'key: saved in the run, now', or None when they agree."""
+    a = {k: v for k, v in saved.items() if k not in may_differ}
+    b = {k: v for k, v in now.items() if k not in may_differ}
     for key in sorted(set(a) | set(b)):
         if a.get(key) != b.get(key):
             return f"{key}: {a.get(key)!r} in the run, {b.get(key)!r} now"

@@ -131,7 +131,7 @@ def check_run_settings(run_dir: Path, settings: dict) -> None:
     """A finished run is reused only if it is the same run (the run folder's rule)
     and as long as the study wants it."""
     from salclass.settings import to_dict
-    from salclass.run_folder import RunFolder, settings_difference
+    from salclass.run_folder import MAY_DIFFER_IN_A_STUDY, RunFolder, settings_difference
 
     folder = RunFolder(run_dir)
     if not folder.config.is_file():
@@ -139,9 +139,7 @@ def check_run_settings(run_dir: Path, settings: dict) -> None:
                         "delete the folder to rerun it")
     saved = folder.read_config()
     now = to_dict(train_config(settings))
-    diff = settings_difference(saved, now)
-    if diff is None and saved.get("epochs") != now["epochs"]:
-        diff = f"epochs: {saved.get('epochs')!r} in the run, {now['epochs']!r} now"
+    diff = settings_difference(saved, now, MAY_DIFFER_IN_A_STUDY)
     if diff:
         raise UserError(f"{run_dir}: was trained with other settings ({diff}); delete that run folder or use "
                         "another --out")
