@@ -63,7 +63,8 @@ def test_constant_map_control_ignores_the_map(name, block_order):
 
 @pytest.mark.parametrize("name", CONTROLS)
 def test_centre_bias_control_is_the_network_fed_the_fitted_centre_bias(name):
-    from salclass.saliency.models.baselines import CentreBias, centre_bias_map
+    from salclass.centre_bias import centre_bias_map
+    from salclass.saliency.models.baselines import CentreBias
 
     torch.manual_seed(0)
     control = create(name + "-centre", 4, dropout=0.0).eval()

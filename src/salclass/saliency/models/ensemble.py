@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from salclass.centre_bias import centre_bias_map, fitted_widths
 from salclass.errors import UserError
 from salclass.saliency.models.base import SaliencyModel
-from salclass.saliency.models.baselines import CentreBias, centre_bias_map
 from salclass.saliency.models.registry import create, register
 
 
@@ -55,8 +55,7 @@ class Ensemble(SaliencyModel):
             raise ValueError(f"{len(each)} member settings for {members} members")
         self.architecture = architecture
         self.centre_weight = float(centre_weight)
-        fitted = CentreBias()   # read once here, not on every batch
-        self._centre_widths = (fitted.sigma_x, fitted.sigma_y)
+        self._centre_widths = fitted_widths()   # read once here, not on every batch
         self.member_settings = [dict(s) for s in each]
         self.members = nn.ModuleList(create(architecture, **s) for s in self.member_settings)
 
