@@ -26,7 +26,9 @@ from torch import nn
 
 from salclass.centre_bias import centre_bias_map, fitted_widths
 from salclass.errors import UserError
+from salclass.io import atomic_torch_save
 from salclass.saliency.models.base import SaliencyModel
+from salclass.saliency.models.checkpoints import load_model, model_checkpoint
 from salclass.saliency.models.registry import create, register
 
 
@@ -87,8 +89,6 @@ def combine(checkpoints: list[str | Path], centre_weight: float = 0.0) -> Ensemb
     """One ensemble of the models in `checkpoints` (each a saliency checkpoint
     or run folder; all of one architecture and one input size), mixed with the
     centre bias at `centre_weight`."""
-    from salclass.saliency.models import load_model
-
     if len(checkpoints) < 2:
         raise UserError(f"an ensemble needs at least 2 models, got {len(checkpoints)}")
     if not 0.0 <= centre_weight < 1.0:
@@ -108,9 +108,6 @@ def combine(checkpoints: list[str | Path], centre_weight: float = 0.0) -> Ensemb
 
 
 def ensemble_cli(checkpoints: list[str], out: str, centre_weight: float = 0.0) -> int:
-    from salclass.io import atomic_torch_save
-    from salclass.saliency.models import model_checkpoint
-
     target = Path(out)
     if target.exists():
         raise UserError(f"{target}: exists; choose another --out (an ensemble is never written over a file)")
