@@ -54,7 +54,7 @@ from salclass.errors import UserError
 from salclass.saliency import metrics as M
 
 if TYPE_CHECKING:
-    from salclass.saliency.datasets import ReadOptions
+    from salclass.saliency.fixations import ReadOptions
 
 METRICS = ("auc_judd", "auc_shuffled", "nss", "cc", "kl", "sim", "ig")
 LABELS = {"auc_judd": "AUC-Judd", "auc_shuffled": "sAUC", "nss": "NSS", "cc": "CC", "kl": "KL",
@@ -222,7 +222,7 @@ def _inter_observer(ds, i: int, others: np.ndarray | None) -> dict[str, float]:
 
 
 def _resized(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    from salclass.saliency.datasets import resize_map
+    from salclass.saliency.fixations import resize_map
 
     return resize_map(m, shape) if m.shape != tuple(shape) else m
 
@@ -241,7 +241,7 @@ def evaluate_models(data_dir: str | Path, split: str = "test", model_specs: list
     `versus` (a name or checkpoint; scored too if not among the others)."""
     from tqdm import tqdm
 
-    from salclass.saliency.datasets import ReadOptions, open_fixation_data
+    from salclass.saliency.fixations import ReadOptions, open_fixation_data
 
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
@@ -376,7 +376,7 @@ def _mean(scores: list[dict[str, float]]) -> dict[str, float]:
 def eval_cli(data: str, split: str = "test", models: list[str] | None = None, as_json: bool = False,
              limit: int | None = None, read: dict | None = None, precisions: list[str] | None = None,
              versus: str = CENTRE_BIAS) -> int:
-    from salclass.saliency.datasets import read_options
+    from salclass.saliency.fixations import read_options
     from salclass.saliency.predict import cpu_precision
 
     used = [cpu_precision(p, quiet=True) for p in precisions or ["auto"]]  # bf16 rows are named so

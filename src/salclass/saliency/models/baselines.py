@@ -27,7 +27,7 @@ from salclass.saliency.models.registry import register
 def fit_centre_bias(data: str | Path) -> dict:
     """Maximum-likelihood widths of a Gaussian centred on the image, in
     fractions of width and height, from every fixation of the training split."""
-    from salclass.saliency.datasets import open_fixation_data
+    from salclass.saliency.fixations import open_fixation_data
 
     ds = open_fixation_data(data).split("train")
     dx, dy = [], []
