@@ -25,7 +25,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from salclass.saliency import metrics as M
-from salclass.saliency.datasets import ReadOptions, open_fixation_data
+from salclass.saliency.fixations import ReadOptions, open_fixation_data
 from salclass.saliency.models import load_predictor
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from salclass.saliency import metrics as M
-from salclass.saliency.datasets import ReadOptions, open_fixation_data
+from salclass.saliency.fixations import ReadOptions, open_fixation_data
 from salclass.saliency.models import load_predictor
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -63,7 +66,8 @@ def test_constant_map_control_ignores_the_map(name, block_order):
 
 @pytest.mark.parametrize("name", CONTROLS)
 def test_centre_bias_control_is_the_network_fed_the_fitted_centre_bias(name):
-    from salclass.saliency.models.baselines import CentreBias, centre_bias_map
+    from salclass.centre_bias import centre_bias_map
+    from salclass.saliency.models.baselines import CentreBias
 
     torch.manual_seed(0)
     control = create(name + "-centre", 4, dropout=0.0).eval()
@@ -80,6 +84,15 @@ def test_centre_bias_control_is_the_network_fed_the_fitted_centre_bias(name):
         assert torch.equal(a, control(image, None))
         assert torch.equal(a, real(image, centre))
         assert not torch.equal(a, real(image, torch.full_like(sal, 0.5)))
+
+
+def test_the_centre_control_runs_without_the_saliency_package():
+    """The classifiers take the centre bias from the floor (`salclass.centre_bias`), never from saliency models."""
+    code = ("import sys, torch; from salclass.models import create; "
+            "create('RGBS-centre', 4, dropout=0.0).eval()(torch.rand(1, 3, 128, 128)); "
+            "print(sorted(m for m in sys.modules if m.startswith('salclass.saliency')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 @pytest.mark.parametrize("block_order", list(BLOCK_ORDERS))

@@ -8,7 +8,7 @@ import scipy.io
 from PIL import Image
 
 from salclass.errors import UserError
-from salclass.saliency.datasets import (OSIE_SIGMA, blur_fixations, make_split, open_fixation_data,
+from salclass.saliency.fixations import (OSIE_SIGMA, blur_fixations, make_split, open_fixation_data,
                                         osie_split)
 
 
@@ -132,7 +132,7 @@ def test_broken_image_is_a_user_error(tmp_path):
 
 def test_shipped_osie_split_follows_the_published_rule(osie_root):
     # 500 train+val / 200 test from the seeded shuffle of the sorted names, 50 of the 500 for validation
-    from salclass.saliency.datasets import osie_split
+    from salclass.saliency.fixations import osie_split
 
     shipped = osie_split()
     names = sorted(n for split in shipped.values() for n in split)

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from salclass.centre_bias import centre_bias_map
 from salclass.errors import UserError
 from salclass.io import atomic_torch_save
 from salclass.saliency.evaluate import weight_free_models
 from salclass.saliency.models import Predictor, create, load_model, load_predictor, model_checkpoint
-from salclass.saliency.models.baselines import CentreBias, centre_bias_map
+from salclass.saliency.models.baselines import CentreBias
 from salclass.saliency.models.ensemble import combine
 
 

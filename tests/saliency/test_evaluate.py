@@ -50,7 +50,7 @@ def test_table_has_every_baseline_and_the_human_bound(osie_table):
 def test_table_is_the_per_image_mean_of_the_metrics(osie_table, osie_root):
     """Recompute the centre bias's row from the metric functions directly."""
     from salclass.saliency import load_predictor
-    from salclass.saliency.datasets import open_fixation_data
+    from salclass.saliency.fixations import open_fixation_data
 
     ds = open_fixation_data(osie_root).split("test")
     names = ds.names[:3]
@@ -77,7 +77,7 @@ def test_table_is_the_per_image_mean_of_the_metrics(osie_table, osie_root):
 
 def test_each_model_is_compared_with_the_centre_bias_image_by_image(osie_table, osie_root):
     from salclass.saliency import load_predictor
-    from salclass.saliency.datasets import open_fixation_data
+    from salclass.saliency.fixations import open_fixation_data
 
     ds = open_fixation_data(osie_root).split("test")
     ds = ds.subset(ds.names[:3])

@@ -41,7 +41,7 @@ def reference():
 def test_reference_points_are_the_real_osie_fixations(reference, osie_root):
     """The recorded points are OSIE's odd and even subjects' fixations as the
     fixation reader converts them, so the reference is on real data."""
-    from salclass.saliency.datasets import open_fixation_data
+    from salclass.saliency.fixations import open_fixation_data
 
     ref, _, _ = reference
     ds = open_fixation_data(osie_root).subset(ref["images"])

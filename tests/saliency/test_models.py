@@ -152,9 +152,10 @@ def test_checkpoints_load_and_bad_ones_are_one_line_errors(tmp_path):
 
 
 def test_stored_centre_bias_widths_are_what_the_fit_gives(osie_root):
-    from salclass.saliency.models.baselines import fit_centre_bias, read_centre_bias
+    from salclass.centre_bias import read_fitted
+    from salclass.saliency.models.baselines import fit_centre_bias
 
-    fitted, stored = fit_centre_bias(osie_root), read_centre_bias()
+    fitted, stored = fit_centre_bias(osie_root), read_fitted()
     assert fitted["sigma_x"] == pytest.approx(stored["sigma_x"], rel=1e-9)
     assert fitted["sigma_y"] == pytest.approx(stored["sigma_y"], rel=1e-9)
     assert 0.1 < stored["sigma_x"] < 0.4 and stored["images"] == 450
@@ -163,11 +164,11 @@ def test_stored_centre_bias_widths_are_what_the_fit_gives(osie_root):
 def test_fcn_with_the_centre_bias_as_a_fixed_prior(tmp_path):
     """prior=centre_bias: the fitted Gaussian's log on the prior grid, not a
     parameter (training cannot move it), kept and rebuilt by a checkpoint."""
-    from salclass.saliency.models.baselines import read_centre_bias
+    from salclass.centre_bias import read_fitted
 
     model = create("fcn", width=8, prior="centre_bias")
     assert "prior" not in dict(model.named_parameters()) and "prior" in model.state_dict()
-    fitted = read_centre_bias()
+    fitted = read_fitted()
     gx = ((np.arange(12) + 0.5) / 12 - 0.5) / fitted["sigma_x"]
     # Row 4 of 9 is the middle one, where the vertical term vanishes.
     np.testing.assert_allclose(model.prior[0, 0, 4].numpy(), -0.5 * gx ** 2,

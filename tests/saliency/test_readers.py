@@ -12,7 +12,7 @@ import scipy.io
 from PIL import Image
 
 from salclass.errors import UserError
-from salclass.saliency.datasets import (OSIE_SIGMA, SALICON_SIGMA, VIEW_DEGREES, ReadOptions, open_fixation_data)
+from salclass.saliency.fixations import (OSIE_SIGMA, SALICON_SIGMA, VIEW_DEGREES, ReadOptions, open_fixation_data)
 
 RNG = np.random.default_rng(0)
 

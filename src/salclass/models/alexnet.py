@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from salclass.centre_bias import centre_bias_map, fitted_widths
 from salclass.errors import UserError
 
 _HOW = (None, "concat", "mul")
@@ -202,10 +203,7 @@ class SaliencyAlexNet(nn.Module):
     def _centre(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
         key = (h, w, like.device, like.dtype)
         if key not in self._centre_cache:
-            from salclass.saliency.models.baselines import CentreBias, centre_bias_map
-
-            fitted = CentreBias()
-            m = centre_bias_map(h, w, fitted.sigma_x, fitted.sigma_y)
+            m = centre_bias_map(h, w, *fitted_widths())
             self._centre_cache[key] = torch.from_numpy(m / m.max()).to(like).view(1, 1, h, w)
         return self._centre_cache[key]
 

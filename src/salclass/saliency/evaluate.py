@@ -54,7 +54,7 @@ from salclass.errors import UserError
 from salclass.saliency import metrics as M
 
 if TYPE_CHECKING:
-    from salclass.saliency.datasets import ReadOptions
+    from salclass.saliency.fixations import ReadOptions
 
 METRICS = ("auc_judd", "auc_shuffled", "nss", "cc", "kl", "sim", "ig")
 LABELS = {"auc_judd": "AUC-Judd", "auc_shuffled": "sAUC", "nss": "NSS", "cc": "CC", "kl": "KL",
@@ -222,7 +222,7 @@ def _inter_observer(ds, i: int, others: np.ndarray | None) -> dict[str, float]:
 
 
 def _resized(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    from salclass.saliency.datasets import resize_map
+    from salclass.saliency.fixations import resize_map
 
     return resize_map(m, shape) if m.shape != tuple(shape) else m
 
@@ -239,9 +239,7 @@ def evaluate_models(data_dir: str | Path, split: str = "test", model_specs: list
     scored once per entry of `precisions` ("fp32", "bf16"; bf16 rows are named
     "... bf16"). Every other row is compared image by image with the row of
     `versus` (a name or checkpoint; scored too if not among the others)."""
-    from tqdm import tqdm
-
-    from salclass.saliency.datasets import ReadOptions, open_fixation_data
+    from salclass.saliency.fixations import ReadOptions, open_fixation_data
 
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
@@ -254,47 +252,77 @@ def evaluate_models(data_dir: str | Path, split: str = "test", model_specs: list
     if len(ds) == 0:
         raise UserError(f"{data_dir}: the {split} split has no images")
 
+    specs = _row_specs(model_specs, baselines, str(versus))
+    predictors, identities, spec_rows = _load_predictors(specs, batch_size, list(dict.fromkeys(precisions)))
+    natives = [ds.image_size(i) for i in range(len(ds))]
+    per_image, bound = _score_split(ds, natives, predictors, batch_size, progress, split)
+    table = EvalTable(data=str(data_dir), split=split, images=len(ds),
+                      shape=natives[0] if len(set(natives)) == 1 else None, ground_truth=ds.ground_truth,
+                      notes=list(full.notes), models=identities, against=spec_rows[str(versus)])
+    _fill(table, ds, per_image, bound)
+    return table
+
+
+def _row_specs(model_specs: list[str] | tuple[str, ...], baselines: bool, versus: str) -> list[str]:
+    """The models to score, in row order; the centre bias always (information gain is over it)."""
     specs = list(weight_free_models()) if baselines else []
     if baselines and _default_installed():
         specs.append("default")
     specs += [str(s) for s in model_specs]
     if CENTRE_BIAS not in specs:
         specs.insert(0, CENTRE_BIAS)   # the information-gain baseline is always needed
-    if str(versus) not in specs:
-        specs.append(str(versus))
-    predictors, identities, spec_rows = _load_predictors(specs, batch_size, list(dict.fromkeys(precisions)))
-    against = spec_rows[str(versus)]
+    if versus not in specs:
+        specs.append(versus)
+    return specs
+
+
+class _Negatives:
+    """Every image's fixation points, and the shuffled-AUC negatives of each:
+    the fixations of all other images of the split, at this image's size."""
+
+    def __init__(self, ds, natives: list[tuple[int, int]]):
+        self.ds = ds
+        self.points = [ds.fixation_points(i) for i in range(len(ds))]
+        self.owner = np.concatenate([np.full(len(p), i) for i, p in enumerate(self.points)])
+        self.all_points = np.concatenate(self.points)
+        self.same_size = len(set(natives)) == 1
+
+    def others(self, k: int, shape: tuple[int, int]) -> np.ndarray:
+        if self.same_size:
+            return self.all_points[self.owner != k]
+        return np.concatenate([self.ds.fixation_points(o, shape) for o in range(len(self.ds)) if o != k])
+
+
+def _batches(natives: list[tuple[int, int]], batch_size: int):
+    """(first, end) of each batch: consecutive images of one size, so they stack."""
+    i = 0
+    while i < len(natives):
+        j = i + 1
+        while j < len(natives) and j - i < batch_size and natives[j] == natives[i]:
+            j += 1
+        yield i, j
+        i = j
+
+
+def _score_split(ds, natives: list[tuple[int, int]], predictors: list, batch_size: int, progress: bool,
+                 split: str) -> tuple[dict[str, list[dict[str, float]]], list[dict[str, float]]]:
+    """Every predictor's scores on every image (row name -> one dict per image), and the bound's."""
+    from tqdm import tqdm
+
+    fixations = _Negatives(ds, natives) if ds.has_fixations else None
+    with_bound = fixations is not None and ds.num_subjects >= 2
     centre_index = [p.name for p in predictors].index(CENTRE_BIAS)
-
-    natives = [ds.image_size(i) for i in range(len(ds))]
-    has_fix = ds.has_fixations
-    if has_fix:
-        points = [ds.fixation_points(i) for i in range(len(ds))]
-        owner = np.concatenate([np.full(len(p), i) for i, p in enumerate(points)])
-        all_points = np.concatenate(points)
-        same_size = len(set(natives)) == 1
-    with_bound = has_fix and ds.num_subjects >= 2
-
     per_image: dict[str, list[dict[str, float]]] = {p.name: [] for p in predictors}
     bound: list[dict[str, float]] = []
     bar = tqdm(total=len(ds), desc=f"saliency eval ({split})", unit="img", file=sys.stderr, disable=not progress)
-    i = 0
-    while i < len(ds):
-        # A batch holds consecutive images of one size, so they stack.
-        j = i + 1
-        while j < len(ds) and j - i < batch_size and natives[j] == natives[i]:
-            j += 1
+    for i, j in _batches(natives, batch_size):
         images = np.stack([ds.image(k) for k in range(i, j)])
         shape = natives[i]
         predicted = [p.predict(images) for p in predictors]
         for b, k in enumerate(range(i, j)):
             fix = others = None
-            if has_fix:
-                fix = points[k]
-                if same_size:
-                    others = all_points[owner != k]
-                else:
-                    others = np.concatenate([ds.fixation_points(o, shape) for o in range(len(ds)) if o != k])
+            if fixations is not None:
+                fix, others = fixations.points[k], fixations.others(k, shape)
             density = ds.density(k, shape).astype(np.float64)
             maps = [_resized(pred[b], shape).astype(np.float64) for pred in predicted]
             scorer = _Scorer(fix, others, density, maps[centre_index])
@@ -306,30 +334,30 @@ def evaluate_models(data_dir: str | Path, split: str = "test", model_specs: list
             if with_bound:
                 bound.append(_inter_observer(ds, k, others))
         bar.update(j - i)
-        i = j
     bar.close()
+    return per_image, bound
 
-    table = EvalTable(data=str(data_dir), split=split, images=len(ds),
-                      shape=natives[0] if len(set(natives)) == 1 else None, ground_truth=ds.ground_truth,
-                      notes=list(full.notes), models=identities, against=against)
+
+def _fill(table: EvalTable, ds, per_image: dict[str, list[dict[str, float]]], bound: list[dict[str, float]]) -> None:
+    """The table's rows, differences from `table.against` and reasons, from the per-image scores;
+    `bound` is empty when the data cannot give the inter-observer row."""
     missing = _missing(ds)
-    for p in predictors:
-        table.rows[p.name] = _mean(per_image[p.name])
-        if p.name != against:
-            table.versus[p.name] = _versus(per_image[p.name], per_image[against])
-        table.reasons[p.name] = {m: missing.get(m, "no image of the split could be scored")
-                                 for m, v in table.rows[p.name].items() if math.isnan(v)}
-    if with_bound:
+    for name, scores in per_image.items():
+        table.rows[name] = _mean(scores)
+        if name != table.against:
+            table.versus[name] = _versus(scores, per_image[table.against])
+        table.reasons[name] = {m: missing.get(m, "no image of the split could be scored")
+                               for m, v in table.rows[name].items() if math.isnan(v)}
+    if bound:
         row = _mean(bound)
         row["ig"] = math.nan
         name = f"{INTER_OBSERVER} (half vs half)"
         table.rows[name] = row
         table.reasons[name] = {"ig": "not defined for the bound: a blurred handful of fixations is not a density"}
-    elif has_fix:
+    elif ds.has_fixations:
         table.notes.append("no inter-observer row: it needs each fixation's observer, and at least two observers")
     else:
         table.notes.append("no inter-observer row: it needs fixation points with their observers")
-    return table
 
 
 def _missing(ds) -> dict[str, str]:
@@ -376,7 +404,7 @@ def _mean(scores: list[dict[str, float]]) -> dict[str, float]:
 def eval_cli(data: str, split: str = "test", models: list[str] | None = None, as_json: bool = False,
              limit: int | None = None, read: dict | None = None, precisions: list[str] | None = None,
              versus: str = CENTRE_BIAS) -> int:
-    from salclass.saliency.datasets import read_options
+    from salclass.saliency.fixations import read_options
     from salclass.saliency.predict import cpu_precision
 
     used = [cpu_precision(p, quiet=True) for p in precisions or ["auto"]]  # bf16 rows are named so

@@ -75,7 +75,7 @@ def show_cli(data: str | None, store: str | None, model: str, n: int, out: str, 
     predictor = load_predictor(model)
     if data is not None:
         from salclass.saliency import metrics
-        from salclass.saliency.datasets import open_fixation_data, read_options
+        from salclass.saliency.fixations import open_fixation_data, read_options
 
         ds = open_fixation_data(data, read_options(read)).split(split)
         rows = range(min(n, len(ds)))

@@ -37,7 +37,7 @@ from salclass.errors import UserError
 from salclass.io import atomic_torch_save, load_checkpoint
 from salclass.lock import folder_lock
 from salclass.precision import PrecisionSetting, autocast, resolve_precision
-from salclass.saliency.datasets import FixationDataset, ReadOptions, open_fixation_data
+from salclass.saliency.fixations import FixationDataset, ReadOptions, open_fixation_data
 from salclass.saliency.models import create, load_trunk, model_checkpoint
 from salclass.saliency.models.base import SaliencyModel, area_preserving_size, to_input
 from salclass.settings import load_settings, save_settings, to_dict

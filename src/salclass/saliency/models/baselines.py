@@ -6,38 +6,28 @@ are written here with numpy/scipy FFTs, following the papers:
 Hou & Zhang, "Saliency detection: a spectral residual approach" (CVPR 2007);
 Hou, Harel & Koch, "Image signature: highlighting sparse salient regions" (PAMI 2012).
 
-The centre bias's widths are fitted on OSIE's training split and stored in
-resources/centre_bias.json; refit with
+The centre bias's widths are fitted on OSIE's training split and stored by
+`salclass.centre_bias`; refit with
 `python -m salclass.saliency.models.baselines --data ../shared/data/osie`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import fft, ndimage
 
-from salclass.io import atomic_write_json
+from salclass.centre_bias import centre_bias_map, fitted_widths, write_fitted
 from salclass.saliency.models.base import SaliencyModel, area_preserving_size
 from salclass.saliency.models.registry import register
-
-CENTRE_BIAS_FILE = "centre_bias.json"
-
-
-def read_centre_bias() -> dict:
-    ref = resources.files("salclass").joinpath("resources", CENTRE_BIAS_FILE)
-    return json.loads(ref.read_text(encoding="utf-8"))
-
 
 def fit_centre_bias(data: str | Path) -> dict:
     """Maximum-likelihood widths of a Gaussian centred on the image, in
     fractions of width and height, from every fixation of the training split."""
-    from salclass.saliency.datasets import open_fixation_data
+    from salclass.saliency.fixations import open_fixation_data
 
     ds = open_fixation_data(data).split("train")
     dx, dy = [], []
@@ -77,9 +67,9 @@ class CentreBias(_WeightFree):
     def __init__(self, sigma_x: float | None = None, sigma_y: float | None = None):
         super().__init__()
         if sigma_x is None or sigma_y is None:
-            fitted = read_centre_bias()
-            sigma_x = fitted["sigma_x"] if sigma_x is None else sigma_x
-            sigma_y = fitted["sigma_y"] if sigma_y is None else sigma_y
+            fitted_x, fitted_y = fitted_widths()
+            sigma_x = fitted_x if sigma_x is None else sigma_x
+            sigma_y = fitted_y if sigma_y is None else sigma_y
         if sigma_x <= 0 or sigma_y <= 0:
             raise ValueError("centre bias widths must be positive")
         self.sigma_x, self.sigma_y = float(sigma_x), float(sigma_y)
@@ -89,14 +79,6 @@ class CentreBias(_WeightFree):
 
     def map_one(self, img: np.ndarray) -> np.ndarray:
         return centre_bias_map(*img.shape[-2:], self.sigma_x, self.sigma_y)
-
-
-def centre_bias_map(height: int, width: int, sigma_x: float, sigma_y: float) -> np.ndarray:
-    """(height, width) Gaussian centred on the frame at the pixel centres,
-    maximum 1; widths in fractions of the sides (`CentreBias()` holds the fitted ones)."""
-    gx = ((np.arange(width) + 0.5) / width - 0.5) / sigma_x
-    gy = ((np.arange(height) + 0.5) / height - 0.5) / sigma_y
-    return np.exp(-0.5 * (gy[:, None] ** 2 + gx[None, :] ** 2))
 
 
 def _blur(m: np.ndarray, fraction: float) -> np.ndarray:
@@ -139,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="JSON to write (default: the packaged resources file)")
     a = p.parse_args(argv)
     fitted = fit_centre_bias(a.data)
-    out = Path(a.out) if a.out else Path(__file__).resolve().parents[2] / "resources" / CENTRE_BIAS_FILE
-    atomic_write_json(out, fitted)
+    out = write_fitted(fitted, a.out)
     print(f"sigma_x {fitted['sigma_x']:.4f} sigma_y {fitted['sigma_y']:.4f} "
           f"(fractions of width/height, {fitted['fixations']} fixations) -> {out}")
     return 0

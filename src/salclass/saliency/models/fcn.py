@@ -11,10 +11,12 @@ content.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from salclass.centre_bias import centre_log_map, fitted_widths
 from salclass.saliency.models.base import SaliencyModel, area_preserving_size
 from salclass.saliency.models.registry import register
 
@@ -32,13 +34,8 @@ def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequent
 
 
 def _centre_bias_logits(hw: tuple[int, int]) -> torch.Tensor:
-    """(1, 1, h, w) log of the fitted centre-bias Gaussian (resources/centre_bias.json) at the cell centres."""
-    from salclass.saliency.models.baselines import read_centre_bias
-
-    fitted = read_centre_bias()
-    gy = ((torch.arange(hw[0]) + 0.5) / hw[0] - 0.5) / fitted["sigma_y"]
-    gx = ((torch.arange(hw[1]) + 0.5) / hw[1] - 0.5) / fitted["sigma_x"]
-    return (-0.5 * (gy[:, None] ** 2 + gx[None, :] ** 2)).view(1, 1, *hw).float()
+    """(1, 1, h, w) float32 log of the fitted centre-bias Gaussian at the cell centres."""
+    return torch.from_numpy(centre_log_map(*hw, *fitted_widths(), dtype=np.float32)).view(1, 1, *hw)
 
 
 @register("fcn")

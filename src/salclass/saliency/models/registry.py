@@ -1,5 +1,8 @@
 """Saliency models by name: `@register("name")` on a SaliencyModel subclass,
-`create(name, **settings)` to build one."""
+`create(name, **settings)` to build one, `list_models()` for the names.
+
+This module imports no model family: the package (`salclass.saliency.models`)
+imports them all, so any use of the package finds every model registered."""
 
 from __future__ import annotations
 
@@ -22,25 +25,17 @@ def register(name: str) -> Callable[[type[SaliencyModel]], type[SaliencyModel]]:
     return deco
 
 
-def _load_families() -> None:
-    # Importing a family module runs its @register decorators.
-    from salclass.saliency.models import baselines, ensemble, fcn, salnet  # noqa: F401
-
-
 def list_models() -> list[str]:
-    _load_families()
     return sorted(_REGISTRY)
 
 
 def model_class(name: str) -> type[SaliencyModel]:
-    _load_families()
     if name not in _REGISTRY:
         raise UserError(f"unknown saliency model '{name}' (known: {', '.join(sorted(_REGISTRY))})")
     return _REGISTRY[name]
 
 
 def describe_models() -> list[tuple[str, str]]:
-    _load_families()
     return [(n, (c.__doc__ or "").strip().splitlines()[0]) for n, c in sorted(_REGISTRY.items())]
 
 
