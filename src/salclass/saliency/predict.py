@@ -62,7 +62,9 @@ def _identity(name_or_ckpt: str | Path) -> str:
     else:
         path = Path(text)
         if path.is_dir():
-            path = path / "best.pt"
+            from salclass.run_folder import RunFolder
+
+            path = RunFolder(path).best
         if not path.is_file():
             if shipped_weights(text).is_file():
                 path = shipped_weights(text)

@@ -68,7 +68,9 @@ def load_model(name_or_ckpt: str | Path) -> tuple[SaliencyModel, str]:
     path = Path(text)
     if path.suffix == ".pt" or "/" in text or path.is_file() or path.is_dir():
         if path.is_dir():
-            path = path / "best.pt"
+            from salclass.run_folder import RunFolder
+
+            path = RunFolder(path).best
         return _from_checkpoint(path), str(path)
     cls = model_class(text)
     if cls.needs_weights:
