@@ -64,6 +64,14 @@ def test_train_writes_a_run_and_resumes_to_the_same_weights(tmp_path):
     assert (part / "metrics.jsonl").read_text().count("\n") == 2
 
 
+def test_a_refused_resume_leaves_the_run_s_saved_settings(tmp_path):
+    data = _data(tmp_path / "data")
+    part = train(_cfg(data, tmp_path / "part", "epochs=1"))
+    saved = (part / "config.yaml").read_text()
+    with pytest.raises(UserError, match="other settings"):
+        train(_cfg(data, part, "epochs=2", "lr=0.001"), resume=True)
+    assert (part / "config.yaml").read_text() == saved
+
 def test_cli_train_and_bad_settings(tmp_path, run_cli):
     data = _data(tmp_path / "data")
     code, out, err = run_cli("saliency", "train", "--data", data, "--model", "fcn", "--out", tmp_path / "run",
