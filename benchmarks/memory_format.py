@@ -6,7 +6,7 @@ Times the bare training step (forward, cross-entropy, backward, SGD; batch 128,
 crop 128, one random batch resident in memory) of every variant x precision x
 layout, the layouts alternating within each round so a shared machine's load
 hits both alike, and prints the best images/s of --rounds rounds with the
-faster layout's lead. salclass.training.layout.CPU_CHANNELS_LAST records the
+faster layout's lead. salclass.training.memory_format.CPU_CHANNELS_LAST records the
 choice; docs/benchmarks.md the numbers behind it.
 """
 

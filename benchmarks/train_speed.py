@@ -6,7 +6,7 @@ what does bf16 gain over fp32?
 
 For RGB, RGBS, FanIn1 and FanIn3 at crop 128 (a 144 store) and batches of 128,
 in fp32 and in bf16 autocast (--precisions; each precision with the memory
-layout salclass.training.layout picks for the network), it prints:
+layout salclass.training.memory_format picks for the network), it prints:
 - bare step: images/s of the training step (forward, cross-entropy, backward,
   SGD) on one batch already in memory on the device;
 - full training: images/s of `salclass.training.engine.train_one_epoch`, the
@@ -59,8 +59,8 @@ from salclass.precision import device_has_native_bf16
 from salclass.training.distributed import World
 from salclass.training.engine import Runtime, evaluate, train_one_epoch
 from salclass.training.config import THESIS_WEIGHT_DECAY
-from salclass.training.layout import cpu_channels_last
-from salclass.training.main import default_workers
+from salclass.training.memory_format import cpu_channels_last
+from salclass.training.setup import default_workers
 from salclass.training.optim import sgd
 
 REPO = Path(__file__).resolve().parents[1]

@@ -132,7 +132,7 @@ def _add_read_options(p: argparse.ArgumentParser) -> None:
 
 
 def _run_saliency_train(a: argparse.Namespace) -> int:
-    from salclass.saliency.training import train_cli
+    from salclass.saliency.trainer import train_cli
 
     return train_cli(data=a.data, model=a.model, out=a.out, config=a.config, sets=a.sets, resume=a.resume)
 
@@ -230,7 +230,7 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(a: argparse.Namespace) -> int:
-    from salclass.training.main import train_cli
+    from salclass.training.loop import train_cli
 
     return train_cli(config=a.config, sets=a.sets, resume=a.resume)
 

@@ -30,10 +30,15 @@ from pathlib import Path
 from salclass import checksum
 from salclass.errors import UserError
 from salclass.io import append_line_durably, atomic_write_bytes, atomic_write_text, file_sha256, read_json
+from salclass.say import say
 from salclass.settings import read_yaml
 
 CONFIG_NAME = "config.yaml"
 CHECKPOINT_NAME = "checkpoint.pt"
+# A saliency run's model of its best validation epoch (salclass.saliency.trainer).
+BEST_NAME = "best.pt"
+# A trunk pre-training's result (salclass.saliency.pretrain).
+TRUNK_NAME = "trunk.pt"
 METRICS_NAME = "metrics.jsonl"
 DONE_NAME = "done.json"
 START_NAME = "val_start.json"
@@ -82,6 +87,26 @@ def settings_difference(saved: dict, now: dict, may_differ: frozenset = MAY_DIFF
     return None
 
 
+def run_precision(setting: str, trained: str | None, device, where: str) -> str:
+    """The precision a run computes in: a new run's (`trained` None) from its
+    setting; a resumed run's is the one it trained in, which an explicit other
+    setting may not change. `where` names the run in the refusal."""
+    # Imported here: readers of run folders (the report) need no torch.
+    from salclass.precision import resolve_precision
+
+    if trained is None:
+        return resolve_precision(setting, device, say=say)
+    if setting not in ("auto", trained):
+        raise UserError(f"precision: {where} was trained in {trained}; resume it with precision {trained} or auto "
+                        "(a run mixing precisions would match neither)")
+    return resolve_precision(trained, device, say=say)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The per-epoch metrics of a run folder, which must have begun its first epoch's line."""
+    return RunFolder(run_dir).read_metrics(required=True)
+
+
 class RunFolder:
     """The files of one run folder."""
 
@@ -107,6 +132,14 @@ class RunFolder:
     @property
     def checkpoint(self) -> Path:
         return self.path / CHECKPOINT_NAME
+
+    @property
+    def best(self) -> Path:
+        return self.path / BEST_NAME
+
+    @property
+    def trunk(self) -> Path:
+        return self.path / TRUNK_NAME
 
     @property
     def done(self) -> Path:
@@ -152,6 +185,13 @@ class RunFolder:
         """Finished and evaluated: all a report needs, with or without its checkpoint."""
         return self.is_finished() and self.is_evaluated()
 
+    def settings_base(self, config: str | None, resume: bool) -> str | None:
+        """The settings file a command starts from: the one it was given, else
+        when resuming the run's own saved settings (if there are any)."""
+        if config is None and resume and self.config.is_file():
+            return str(self.config)
+        return config
+
     def read_config(self) -> dict:
         """The run's saved settings (UserError if missing or not a mapping)."""
         if not self.config.is_file():
@@ -164,10 +204,13 @@ class RunFolder:
             raise UserError(f"{self.done}: not a salclass run's {DONE_NAME}")
         return self._checked(data, self.done, f"restore it, or delete {self.path} to train the run again")
 
-    def read_metrics(self) -> list[dict]:
-        """Every epoch's metrics line ([] when there is no file yet); see the module doc."""
+    def read_metrics(self, required: bool = False) -> list[dict]:
+        """Every epoch's metrics line (see the module doc); without the file [],
+        or with `required` a UserError."""
         path = self.metrics
         if not path.is_file():
+            if required:
+                raise UserError(f"{self.path}: no {METRICS_NAME} (not a training run, or no epoch finished yet)")
             return []
         text = path.read_text(encoding="utf-8")
         rows = text.splitlines()

@@ -10,7 +10,7 @@ import torch
 from salclass.errors import UserError
 from salclass.saliency.models import create, load_trunk, model_checkpoint
 from salclass.saliency.pretrain import PretrainConfig, pretrain
-from salclass.saliency.training import SaliencyTrainConfig, train
+from salclass.saliency.trainer import SaliencyTrainConfig, train
 from salclass.settings import load_settings
 
 from test_training import _data

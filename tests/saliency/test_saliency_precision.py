@@ -16,7 +16,7 @@ from salclass.errors import UserError
 from salclass.saliency import load_predictor
 from salclass.saliency.evaluate import evaluate_models
 from salclass.saliency.predict import predict_into_store
-from salclass.saliency.training import train
+from salclass.saliency.trainer import train
 
 from test_training import _cfg, _data
 

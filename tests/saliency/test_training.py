@@ -11,7 +11,7 @@ from PIL import Image
 
 from salclass.errors import UserError
 from salclass.saliency import load_predictor
-from salclass.saliency.training import SaliencyTrainConfig, train
+from salclass.saliency.trainer import SaliencyTrainConfig, train
 from salclass.settings import load_settings
 
 
@@ -64,6 +64,14 @@ def test_train_writes_a_run_and_resumes_to_the_same_weights(tmp_path):
     assert (part / "metrics.jsonl").read_text().count("\n") == 2
 
 
+def test_a_refused_resume_leaves_the_run_s_saved_settings(tmp_path):
+    data = _data(tmp_path / "data")
+    part = train(_cfg(data, tmp_path / "part", "epochs=1"))
+    saved = (part / "config.yaml").read_text()
+    with pytest.raises(UserError, match="other settings"):
+        train(_cfg(data, part, "epochs=2", "lr=0.001"), resume=True)
+    assert (part / "config.yaml").read_text() == saved
+
 def test_cli_train_and_bad_settings(tmp_path, run_cli):
     data = _data(tmp_path / "data")
     code, out, err = run_cli("saliency", "train", "--data", data, "--model", "fcn", "--out", tmp_path / "run",
@@ -89,7 +97,7 @@ def test_a_second_training_into_the_same_run_folder_is_refused(tmp_path, run_cli
     data = _data(tmp_path / "data")
     args = ["saliency", "train", "--data", data, "--model", "fcn", "--out", tmp_path / "run",
             "--set", "model_settings={width: 8, area: 3072}", "--set", "epochs=1", "--set", "batch_size=8"]
-    first = blocked_command("salclass.saliency.training._train_locked", *args)
+    first = blocked_command("salclass.saliency.trainer._train_locked", *args)
     code, _, err = run_cli(*args)
     assert code == 2 and len(err.strip().splitlines()) == 1 and f"pid {first.pid} is writing it" in err
     code, _, err = first.release()
@@ -97,7 +105,7 @@ def test_a_second_training_into_the_same_run_folder_is_refused(tmp_path, run_cli
 
 
 def test_aspect_stretch_crops_one_side_of_image_and_map_alike():
-    from salclass.saliency.training import Augment, _augment
+    from salclass.saliency.trainer import Augment, _augment
 
     x = torch.rand(64, 3, 12, 16)
     dens = x[:, :1].clone()
@@ -113,7 +121,7 @@ def test_aspect_stretch_crops_one_side_of_image_and_map_alike():
 
 
 def test_low_res_blurs_the_image_and_leaves_the_map():
-    from salclass.saliency.training import Augment, _augment
+    from salclass.saliency.trainer import Augment, _augment
 
     x = torch.rand(4, 3, 24, 32)   # noise: every resampling changes it
     dens = torch.rand(4, 1, 24, 32)
@@ -126,7 +134,7 @@ def test_low_res_blurs_the_image_and_leaves_the_map():
 
 
 def test_scales_resize_the_batch_within_the_range_keeping_the_stride():
-    from salclass.saliency.training import _rescaled
+    from salclass.saliency.trainer import _rescaled
 
     x = torch.rand(2, 3, 144, 192)
     assert _rescaled(x, 0.0, torch.Generator().manual_seed(0)) is x

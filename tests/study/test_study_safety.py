@@ -81,7 +81,7 @@ def test_a_signal_during_the_final_checkpoint_write_stops_the_study(tiny_source,
     import os
     import signal
 
-    from salclass.training import main
+    from salclass.training import loop as main
 
     real_save = main.atomic_torch_save
 

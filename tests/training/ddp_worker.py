@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import salclass.data.loader as loader_module
-import salclass.training.main as main_module
+import salclass.training.loop as main_module
 from salclass.settings import load_settings
 from salclass.training import TrainConfig, train
 

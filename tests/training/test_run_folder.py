@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from salclass.errors import UserError
-from salclass.run_folder import RunFolder, settings_difference
+from salclass.run_folder import RunFolder, read_metrics, run_precision, settings_difference
 
 
 def test_torn_last_metrics_line_is_dropped_and_any_other_damage_named(tmp_path: Path):
@@ -56,3 +56,32 @@ def test_same_run_rule():
     assert settings_difference(base, {**base, "lr": 0.02}) == "lr: 0.01 in the run, 0.02 now"
     assert settings_difference(base, {**base, "block_order": "bn-relu"}) == \
         "block_order: None in the run, 'bn-relu' now"
+
+
+def test_metrics_of_a_folder_without_them_are_none_or_an_error_when_required(tmp_path: Path):
+    assert RunFolder(tmp_path).read_metrics() == []
+    with pytest.raises(UserError, match="no metrics.jsonl .not a training run"):
+        read_metrics(tmp_path)
+
+
+def test_a_resumed_run_computes_in_the_precision_it_trained_in(monkeypatch):
+    import torch
+
+    import salclass.precision
+
+    monkeypatch.setattr(salclass.precision, "device_has_native_bf16", lambda device: True)
+    cpu = torch.device("cpu")
+    assert run_precision("auto", None, cpu, "the run in R") == "bf16"
+    assert run_precision("auto", "fp32", cpu, "the run in R") == "fp32"
+    with pytest.raises(UserError, match="precision: the run in R was trained in fp32; resume it with precision fp32 "
+                                        "or auto"):
+        run_precision("bf16", "fp32", cpu, "the run in R")
+
+
+def test_a_resuming_command_starts_from_the_run_s_saved_settings(tmp_path: Path):
+    run = RunFolder(tmp_path)
+    assert run.settings_base(None, True) is None
+    run.config.write_text("epochs: 1\n")
+    assert run.settings_base(None, True) == str(run.config)
+    assert run.settings_base(None, False) is None
+    assert run.settings_base("mine.yaml", True) == "mine.yaml"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from salclass.data import Store
 
-HOLD_IN_EPOCH = "salclass.training.main.train_one_epoch"
+HOLD_IN_EPOCH = "salclass.training.loop.train_one_epoch"
 
 
 def _train_args(small_sets, store: Path, out: Path, **overrides) -> list[str]:

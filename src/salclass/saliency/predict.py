@@ -29,6 +29,7 @@ from salclass.lock import folder_lock
 from salclass.precision import resolve_precision
 from salclass.saliency.models import DEFAULT_MODEL, Predictor, load_model, shipped_weights
 from salclass.saliency.models.base import BF16_SUFFIX
+from salclass.run_folder import RunFolder
 
 
 def model_identity(name_or_ckpt: str | Path, precision: str = "fp32") -> str:
@@ -62,7 +63,7 @@ def _identity(name_or_ckpt: str | Path) -> str:
     else:
         path = Path(text)
         if path.is_dir():
-            path = path / "best.pt"
+            path = RunFolder(path).best
         if not path.is_file():
             if shipped_weights(text).is_file():
                 path = shipped_weights(text)

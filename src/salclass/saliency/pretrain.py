@@ -7,17 +7,16 @@ like; the DeepGaze family borrows that from features trained on ImageNet. Here
 the trunk of the saliency model (`SaliencyModel.trunk`: for fcn, the layers up
 to 1/8 resolution) learns to tell the classes of a store's train split apart,
 through a global average pool and one linear layer that are then thrown away;
-`salclass saliency train --set init_trunk=RUN/trunk.pt` starts from it.
+`salclass saliency train --set init_trunk=TRUNK` starts from it.
 
 Only the train split is read: the store's val split judges the classifiers
 that later see this model's maps. The final epoch's accuracy on it is printed
 and recorded for information and chooses nothing.
 
 RUN is a run folder (salclass.run_folder): resolved settings, a
-metrics line per epoch, the finished-run record and `trunk.pt`, a typed
-checkpoint (`salclass.saliency_trunk`) written at the end. An interrupted
-pre-training (about 19 minutes for Imagenette's 9,469 train images with one
-thread on the shared 2-core machine) is started again in a new folder; there
+metrics line per epoch, the finished-run record and the trunk (TRUNK,
+`RunFolder.trunk`), a typed checkpoint (`salclass.saliency_trunk`) written at
+the end. An interrupted pre-training is started again in a new folder; there
 is no --resume.
 """
 
@@ -41,11 +40,10 @@ from salclass.io import atomic_torch_save
 from salclass.lock import folder_lock
 from salclass.saliency.models import create, trunk_checkpoint
 from salclass.saliency.models.base import to_input
-from salclass.saliency.training import lr_factor
-from salclass.settings import load_settings, save_settings, to_dict
 from salclass.run_folder import RunFolder
-
-TRUNK_NAME = "trunk.pt"
+from salclass.saliency.trainer import lr_factor
+from salclass.say import say
+from salclass.settings import load_settings, save_settings, to_dict
 
 
 @dataclass
@@ -197,26 +195,25 @@ def _pretrain_net(cfg: PretrainConfig, model, train_split: Store, val_split: Sto
         record = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
                   "train": {"loss": loss_sum / seen, "accuracy": correct / seen, "seconds": round(time.time() - t0, 2)}}
         folder.append_metrics(record)
-        tqdm.write(f"epoch {epoch + 1}: train loss {loss_sum / seen:.4f}  accuracy {correct / seen:.3f}  "
+        say(f"epoch {epoch + 1}: train loss {loss_sum / seen:.4f}  accuracy {correct / seen:.3f}  "
                    f"({record['train']['seconds']:.0f} s)")
     result = {"epochs": cfg.epochs, "train_accuracy": correct / seen,
               "classes": [wnid for wnid, _ in train_split.classes], "store": str(train_split.path)}
     if val_split is not None:
         result["val_accuracy"] = _accuracy(net, val_split, cfg)
-    atomic_torch_save(trunk_checkpoint(model, extra={"pretraining": result, "config": to_dict(cfg)}),
-                      out / TRUNK_NAME)
+    atomic_torch_save(trunk_checkpoint(model, extra={"pretraining": result, "config": to_dict(cfg)}), folder.trunk)
     folder.write_done({"epochs": cfg.epochs, "result": result})
     return out
 
 
 def pretrain_cli(store: str, out: str, model: str, config: str | None, sets: list[str]) -> int:
     cfg = load_settings(PretrainConfig, config, [f"store={store}", f"out={out}", f"model={model}", *sets])
-    run = pretrain(cfg)
-    result = RunFolder(run).read_done()["result"]
+    run = RunFolder(pretrain(cfg))
+    result = run.read_done()["result"]
     val = f", val accuracy {result['val_accuracy']:.3f} (for information)" if "val_accuracy" in result else ""
-    print(f"{run}: train accuracy {result['train_accuracy']:.3f}{val}; trunk in {run / TRUNK_NAME} "
-          f"(train with --set init_trunk={run / TRUNK_NAME})")
+    print(f"{run.path}: train accuracy {result['train_accuracy']:.3f}{val}; trunk in {run.trunk} "
+          f"(train with --set init_trunk={run.trunk})")
     return 0
 
 
-__all__ = ["PretrainConfig", "TRUNK_NAME", "pretrain", "pretrain_cli"]
+__all__ = ["PretrainConfig", "pretrain", "pretrain_cli"]

@@ -83,7 +83,7 @@ def resolve_study_precision(cfg: StudyConfig) -> list[str]:
     be said once the folder accepted it."""
     from salclass.precision import resolve_precision
     from salclass.training.distributed import World
-    from salclass.training.main import resolve_device
+    from salclass.training.distributed import resolve_device
 
     setting = cfg.train.get("precision", "auto")
     if setting not in ("auto", "fp32", "bf16"):

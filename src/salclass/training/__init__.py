@@ -5,13 +5,14 @@
     run_dir = train(cfg, resume=False)
     result = evaluate_run(run_dir, "out/store/val")
 
-See docs/ARCHITECTURE.md section 4 for the run folder's files.
+See docs/ARCHITECTURE.md section 4 for the run folder's files and the modules.
 """
 
 from salclass.training.config import AttentionTransfer, TrainConfig
 from salclass.training.engine import NonFiniteLoss, TrainingInterrupted
 from salclass.training.evaluate import evaluate_run
-from salclass.training.main import read_metrics, train
+from salclass.training.loop import train
+from salclass.run_folder import read_metrics
 
 __all__ = ["AttentionTransfer", "NonFiniteLoss", "TrainConfig", "TrainingInterrupted", "evaluate_run",
            "read_metrics", "train"]

@@ -83,7 +83,7 @@ class TrainConfig:
 
     @staticmethod
     def upgrade_settings(data: dict) -> dict:
-        """Old run folders' config.yaml: the CUDA-only `amp` flag became `precision`."""
+        """Settings saved by older runs: their CUDA-only `amp` flag reads as `precision`."""
         if "amp" in data:
             amp = data.pop("amp")
             data.setdefault("precision", "auto" if amp else "fp32")

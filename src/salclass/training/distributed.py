@@ -1,4 +1,5 @@
-"""Process-group setup for `torchrun`, and the few collectives training needs.
+"""The device a process computes on, process-group setup for `torchrun`, and
+the few collectives training needs.
 
 One process per device. Without torchrun's environment (WORLD_SIZE unset or 1)
 everything here degrades to a single process with no process group, so the
@@ -39,6 +40,19 @@ def _env_int(name: str, default: int) -> int:
         from salclass.errors import UserError
 
         raise UserError(f"environment variable {name}={value!r} is not an integer") from None
+
+
+def resolve_device(name: str, world: World) -> torch.device:
+    """The device of setting `name` (auto, cpu or cuda) for this process: on CUDA its local rank's GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            from salclass.errors import UserError
+
+            raise UserError("device: cuda was asked for, but this PyTorch sees no CUDA GPU (use device=cpu or auto)")
+        return torch.device("cuda", world.local_rank)
+    return torch.device("cpu")
 
 
 def world_from_env() -> World:

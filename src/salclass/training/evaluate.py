@@ -1,19 +1,19 @@
 """Evaluate a trained classifier on a store split and keep every prediction.
 
-`eval/eval.json` holds the summary (top-1, top-5, loss, per-class accuracy
-with class names, confusion matrix); `eval/predictions.npz` holds one row per
-image (store row `index`, `label`, `top5`, `correct1`, `correct5`), sorted by
-index, so two runs evaluated on the same store line up image by image.
-eval.json names the checkpoint it was made from by its content checksum
-(`checkpoint_sha256`), so a study can tell an evaluation of the final weights
-from one of an earlier epoch. Evaluating into a run folder (the default)
-holds that folder's lock: never while a training process holds it.
+The evaluation (salclass.run_folder.write_evaluation, in the run folder's
+eval/ by default) is a summary (top-1, top-5, loss, per-class accuracy with
+class names, confusion matrix) and the predictions, one row per image (store
+row `index`, `label`, `top5`, `correct1`, `correct5`), sorted by index, so two
+runs evaluated on the same store line up image by image. The summary names the
+checkpoint it was made from by its content checksum (`checkpoint_sha256`), so
+a study can tell an evaluation of the final weights from one of an earlier
+epoch. Evaluating into a run folder (the default) holds that folder's lock:
+never while a training process holds it.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -24,11 +24,12 @@ from salclass.errors import UserError
 from salclass.io import CHECKSUM_KEY, content_digest
 from salclass.lock import folder_lock
 from salclass.precision import resolve_precision
+from salclass.run_folder import EVAL_NAME, PREDICTIONS_NAME, RunFolder, write_evaluation
+from salclass.say import say
 from salclass.training.checkpoint import block_order_of, checkpoint_path, load_classifier, trained_precision
-from salclass.training.distributed import World
+from salclass.training.distributed import World, resolve_device
 from salclass.training.engine import Runtime, evaluate
-from salclass.training.layout import cpu_channels_last
-from salclass.run_folder import write_evaluation
+from salclass.training.memory_format import cpu_channels_last
 
 
 def _open_split(store_split: str | Path):
@@ -42,14 +43,14 @@ def _open_split(store_split: str | Path):
 
 def _default_out(run_or_ckpt: str | Path) -> Path:
     path = Path(run_or_ckpt)
-    return (path if path.is_dir() else path.parent) / "eval"
+    return RunFolder(path if path.is_dir() else path.parent).eval_dir
 
 
 def evaluate_run(run_or_ckpt: str | Path, store_split: str | Path, out: str | Path | None = None, *,
                  batch_size: int = 128, device: str = "auto", progress: bool = True) -> dict:
     """Evaluate the checkpoint of a run folder (or a checkpoint file) on a store
-    split (or a store root, meaning its val/), write eval.json and
-    predictions.npz into `out` (default RUN/eval) and return the summary.
+    split (or a store root, meaning its val/), write the evaluation into `out`
+    (default the run folder's eval/) and return the summary.
     The forward passes use the precision the run trained in, as its validation did."""
     out_dir = Path(out) if out is not None else _default_out(run_or_ckpt)
     run_dir = Path(run_or_ckpt) if Path(run_or_ckpt).is_dir() else Path(run_or_ckpt).parent
@@ -64,7 +65,6 @@ def evaluate_run(run_or_ckpt: str | Path, store_split: str | Path, out: str | Pa
 def _evaluate(run_or_ckpt, store_split, out_dir: Path, batch_size: int, device: str, progress: bool) -> dict:
     from salclass.data import StoreLoader
     from salclass.models import create
-    from salclass.training.main import resolve_device
 
     ckpt = load_classifier(run_or_ckpt)
     store = _open_split(store_split)
@@ -91,7 +91,7 @@ def _evaluate(run_or_ckpt, store_split, out_dir: Path, batch_size: int, device: 
         raise UserError(f"{store.path}: has no complete saliency maps, which model {net.variant} needs "
                         "(run: salclass saliency predict)")
     on_cuda = dev.type == "cuda"
-    precision = resolve_precision(trained_precision(ckpt, dev), dev, say=lambda m: print(m, file=sys.stderr))
+    precision = resolve_precision(trained_precision(ckpt, dev), dev, say=say)
     channels_last = not on_cuda and cpu_channels_last(net.variant, precision)
     net = net.to(dev, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     loader = StoreLoader(store, batch_size, False, crop=size, mean_subtract=bool(ckpt.get("mean_subtract", False)),
@@ -141,5 +141,5 @@ def evaluate_cli(run: str, store: str, out: str | None = None, as_json: bool = F
     for c in r["per_class"]:
         acc = f"{c['top1']:.2%}" if c["top1"] is not None else "-"
         print(f"{c['name'][:32]:<32} {c['count']:>6} {acc:>7}")
-    print(f"wrote {r['out']}/eval.json and predictions.npz")
+    print(f"wrote {r['out']}/{EVAL_NAME} and {PREDICTIONS_NAME}")
     return 0

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from salclass.errors import UserError
-from salclass.training.main import read_metrics
-from salclass.run_folder import RunFolder
+from salclass.run_folder import RunFolder, read_metrics
 
 
 def _label(run: Path) -> str:

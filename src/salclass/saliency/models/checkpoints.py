@@ -14,6 +14,7 @@ from salclass.errors import UserError
 from salclass.io import load_checkpoint
 from salclass.saliency.models.base import Predictor, SaliencyModel
 from salclass.saliency.models.registry import create, list_models, model_class
+from salclass.run_folder import RunFolder
 
 CHECKPOINT_TYPE = "salclass.saliency_model"
 TRUNK_CHECKPOINT_TYPE = "salclass.saliency_trunk"
@@ -69,7 +70,7 @@ def load_model(name_or_ckpt: str | Path) -> tuple[SaliencyModel, str]:
     path = Path(text)
     if path.suffix == ".pt" or "/" in text or path.is_file() or path.is_dir():
         if path.is_dir():
-            path = path / "best.pt"
+            path = RunFolder(path).best
         return _from_checkpoint(path), str(path)
     cls = model_class(text)
     if cls.needs_weights:

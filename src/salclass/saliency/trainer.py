@@ -8,20 +8,20 @@ random zoom/shift/flip (applied to image and map alike) and colour jitter.
 RUN is a run folder like a classifier's, written through its owner
 (salclass.run_folder): resolved settings, one metrics line per epoch,
 the latest epoch's checkpoint with optimizer, scheduler and RNG state (for
---resume), the finished-run record, and here also `best.pt` (the model of the
-epoch with the best validation score, loadable by `load_predictor`).
+--resume), the finished-run record, and here also the best model
+(`RunFolder.best`: the model of the epoch with the best validation score,
+loadable by `load_predictor`).
 
 `precision` works as in classifier training (salclass.precision): bf16
 autocast around the network where the CPU has native bf16, float32 weights,
 optimizer state and loss; the saved settings and the checkpoint record the
-precision used, and a resumed run keeps it. best.pt holds float32 weights either way.
+precision used, and a resumed run keeps it. The best model holds float32 weights either way.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,12 +36,13 @@ from tqdm import tqdm
 from salclass.errors import UserError
 from salclass.io import atomic_torch_save, load_checkpoint
 from salclass.lock import folder_lock
-from salclass.precision import PrecisionSetting, autocast, resolve_precision
+from salclass.precision import PrecisionSetting, autocast
+from salclass.run_folder import RunFolder, run_precision, settings_difference
 from salclass.saliency.fixations import FixationDataset, ReadOptions, open_fixation_data
 from salclass.saliency.models import create, load_trunk, model_checkpoint
 from salclass.saliency.models.base import SaliencyModel, area_preserving_size, to_input
+from salclass.say import say
 from salclass.settings import load_settings, save_settings, to_dict
-from salclass.run_folder import RunFolder, settings_difference
 
 RUN_CHECKPOINT_TYPE = "salclass.saliency_run"
 RUN_CHECKPOINT_VERSION = 2  # 2: `epoch` is the number of completed epochs (1 stored it minus one)
@@ -248,6 +249,23 @@ def _rng_state(gen: torch.Generator) -> dict:
     return {"torch": torch.get_rng_state(), "augment": gen.get_state()}
 
 
+@dataclass
+class _Fit:
+    """The network and what steps it: optimizer, schedule, the augmentation's generator."""
+    model: SaliencyModel
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    gen: torch.Generator
+    steps_per_epoch: int
+
+
+@dataclass
+class _Data:
+    train: _Split
+    val: _Split
+    val_truth: _Truth
+
+
 def train(cfg: SaliencyTrainConfig, resume: bool = False) -> Path:
     """Train `cfg.model` on `cfg.data`; returns the run folder (held with a
     folder lock while training: one writer per run folder)."""
@@ -256,18 +274,49 @@ def train(cfg: SaliencyTrainConfig, resume: bool = False) -> Path:
 
 
 def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
-    out = Path(cfg.out)
-    folder = RunFolder(out)
-    ckpt_path = folder.checkpoint
-    if resume:
-        if not ckpt_path.is_file():
-            raise UserError(f"{out}: nothing to resume (no {ckpt_path.name})")
-    elif folder.config.exists():
-        raise UserError(f"{out}: already holds a run (use --resume to continue it, or another --out)")
+    folder = RunFolder(cfg.out)
+    state = _resumed_state(folder, resume)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    precision = _precision(cfg, ckpt_path if resume else None)
+    trained = state.get("precision", "fp32") if state is not None else None  # runs before `precision`: fp32
+    precision = run_precision(cfg.precision, trained, CPU, str(folder.checkpoint))
+    cfg = dataclasses.replace(cfg, precision=precision)  # the run records what it used, not `auto`
+    model, train_ds, val_ds = _model_and_data(cfg, resume)
+    if state is not None:
+        _check_same_run(state, cfg, model, folder)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    save_settings(cfg, folder.config)
+    size = _training_size(model, train_ds)
+    data = _Data(_preload(train_ds, size, "train"), _preload(val_ds, size, "val"), _truth(val_ds))
+    fit = _fit(cfg, model, len(train_ds))
+    start_epoch, best = 0, None
+    if state is not None:
+        start_epoch, best = _restore(state, fit)
+        folder.truncate_metrics(start_epoch)
+    for epoch in range(start_epoch + 1, cfg.epochs + 1):
+        record = _train_epoch(cfg, fit, data, epoch)
+        best = _save_epoch(cfg, fit, folder, record, best)
+        scores = "  ".join(f"{k} {v:.4f}" for k, v in record["val"].items())
+        say(f"epoch {epoch}: train loss {record['train']['loss']:.4f}  val {scores}  ({record['seconds']:.0f} s)")
+    folder.write_done({"epochs": cfg.epochs, "best": best})
+    return folder.path
 
+
+def _resumed_state(folder: RunFolder, resume: bool) -> dict | None:
+    """The checkpoint a resumed run continues from (None for a new run), after
+    checking the folder holds what the command expects."""
+    if resume:
+        if not folder.checkpoint.is_file():
+            raise UserError(f"{folder.path}: nothing to resume (no {folder.checkpoint.name})")
+        return load_checkpoint(folder.checkpoint, RUN_CHECKPOINT_TYPE, max_version=RUN_CHECKPOINT_VERSION)
+    if folder.config.exists():
+        raise UserError(f"{folder.path}: already holds a run (use --resume to continue it, or another --out)")
+    return None
+
+
+def _model_and_data(cfg: SaliencyTrainConfig, resume: bool) -> tuple[SaliencyModel, FixationDataset,
+                                                                      FixationDataset]:
+    """The network (a new run's from `init_trunk` where given) and the train and val splits, checked."""
     model = create(cfg.model, **cfg.model_settings)
     if not model.trainable:
         raise UserError(f"saliency model '{cfg.model}' has no weights to train")
@@ -278,110 +327,99 @@ def _train_locked(cfg: SaliencyTrainConfig, resume: bool) -> Path:
     if cfg.select_by in ("nss", "auc_judd") and not ds.has_fixations:
         raise UserError(f"{cfg.data}: has no fixation points, so select_by={cfg.select_by} is impossible "
                         "(use cc or loss)")
-    size = _training_size(model, train_ds)
     if cfg.augment.scales > 0 and cfg.model != "fcn":
         raise UserError(f"augment.scales needs a fully-convolutional model (fcn); '{cfg.model}' takes one input size")
+    return model, train_ds, val_ds
 
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = dataclasses.replace(cfg, precision=precision)  # the run records what it used, not `auto`
-    save_settings(cfg, folder.config)
-    train_split = _preload(train_ds, size, "train")
-    val_split = _preload(val_ds, size, "val")
-    val_truth = _truth(val_ds)
 
+def _check_same_run(state: dict, cfg: SaliencyTrainConfig, model: SaliencyModel, folder: RunFolder) -> None:
+    if state["architecture"] != cfg.model or state["settings"] != model.settings():
+        raise UserError(f"{folder.checkpoint}: was trained as '{state['architecture']}' {state['settings']}, "
+                        f"the config asks for '{cfg.model}' {model.settings()}")
+    # The run folder's one rule: anything but how fast, how long and where must match, the
+    # schedule (lr, warm-up, batch size) included.
+    diff = settings_difference(state["config"], to_dict(cfg))
+    if diff:
+        raise UserError(f"{folder.path}: holds a run with other settings ({diff}); use another --out")
+
+
+def _fit(cfg: SaliencyTrainConfig, model: SaliencyModel, train_count: int) -> _Fit:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
+    steps_per_epoch = math.ceil(train_count / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda step: lr_factor(step, total, cfg.warmup_epochs * steps_per_epoch))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    start_epoch, best = 0, None
-    if resume:
-        state = load_checkpoint(ckpt_path, RUN_CHECKPOINT_TYPE, max_version=RUN_CHECKPOINT_VERSION)
-        if state["architecture"] != cfg.model or state["settings"] != model.settings():
-            raise UserError(f"{ckpt_path}: was trained as '{state['architecture']}' {state['settings']}, "
-                            f"the config asks for '{cfg.model}' {model.settings()}")
-        # The run folder's one rule: anything but how fast, how long and where must match, the
-        # schedule (lr, warm-up, batch size) included.
-        diff = settings_difference(state["config"], to_dict(cfg))
-        if diff:
-            raise UserError(f"{out}: holds a run with other settings ({diff}); use another --out")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        gen.set_state(state["rng"]["augment"])
-        # Version 1 counted epochs from 0; version 2 holds the number of completed epochs, like the classifier's.
-        start_epoch, best = state["epoch"] + (1 if state["version"] == 1 else 0), state["best"]
-        folder.truncate_metrics(start_epoch)
+    return _Fit(model, opt, sched, torch.Generator().manual_seed(cfg.seed), steps_per_epoch)
 
+
+def _restore(state: dict, fit: _Fit) -> tuple[int, dict | None]:
+    """(the completed epochs, the best so far) of a resumed run, its weights,
+    optimizer, schedule and random streams restored."""
+    fit.model.load_state_dict(state["model"])
+    fit.opt.load_state_dict(state["optimizer"])
+    fit.sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    fit.gen.set_state(state["rng"]["augment"])
+    # Version 1 counted epochs from 0; version 2 holds the number of completed epochs, like the classifier's.
+    return state["epoch"] + (1 if state["version"] == 1 else 0), state["best"]
+
+
+def _train_epoch(cfg: SaliencyTrainConfig, fit: _Fit, data: _Data, epoch: int) -> dict:
+    """Epoch `epoch` (counted from 1) and its validation; its metrics line."""
+    t0 = time.time()
+    model, precision = fit.model, cfg.precision
+    model.train()
+    count = len(data.train.images)
+    perm = torch.randperm(count, generator=fit.gen)
+    total_loss = 0.0
+    bar = tqdm(range(fit.steps_per_epoch), desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False)
+    for step in bar:
+        idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+        x = data.train.images[idx].permute(0, 3, 1, 2).float().div_(255.0)
+        x, dens = _augment(x, data.train.density[idx], cfg.augment, fit.gen)
+        x = _rescaled(x, cfg.augment.scales, fit.gen)
+        with autocast(CPU, precision):
+            output = model(x)
+        loss = model.loss(output.float(), _target(dens, model.target_size(*x.shape[-2:])))
+        fit.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        fit.opt.step()
+        fit.sched.step()
+        total_loss += loss.item() * len(idx)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    train_seconds = time.time() - t0
+    val = _validate(model, data.val, data.val_truth, cfg.batch_size, precision)
+    return {"epoch": epoch, "lr": fit.opt.param_groups[0]["lr"],
+            "train": {"loss": total_loss / count, "seconds": round(train_seconds, 2)},
+            "val": val, "seconds": round(time.time() - t0, 2)}
+
+
+def _save_epoch(cfg: SaliencyTrainConfig, fit: _Fit, folder: RunFolder, record: dict, best: dict | None) -> dict:
+    """The model as the best one when it is, the metrics line, then the checkpoint
+    (metrics before the checkpoint, as in every run folder); the best so far."""
+    epoch, val = record["epoch"], record["val"]
+    score = val[cfg.select_by]
     higher_better = cfg.select_by != "loss"
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.time()
-        model.train()
-        perm = torch.randperm(len(train_ds), generator=gen)
-        total_loss = 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
-        for step in bar:
-            idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            x = train_split.images[idx].permute(0, 3, 1, 2).float().div_(255.0)
-            x, dens = _augment(x, train_split.density[idx], cfg.augment, gen)
-            x = _rescaled(x, cfg.augment.scales, gen)
-            with autocast(CPU, precision):
-                output = model(x)
-            loss = model.loss(output.float(), _target(dens, model.target_size(*x.shape[-2:])))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total_loss += loss.item() * len(idx)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        train_seconds = time.time() - t0
-        val = _validate(model, val_split, val_truth, cfg.batch_size, precision)
-        record = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
-                  "train": {"loss": total_loss / len(train_ds), "seconds": round(train_seconds, 2)},
-                  "val": val, "seconds": round(time.time() - t0, 2)}
-        score = val[cfg.select_by]
-        if best is None or (score > best["score"] if higher_better else score < best["score"]):
-            best = {"epoch": epoch + 1, "score": score, "select_by": cfg.select_by, "val": val}
-            atomic_torch_save(model_checkpoint(model, extra={"epoch": epoch + 1, "val": val,
-                                                             "config": to_dict(cfg)}), out / "best.pt")
-        # Metrics before the checkpoint, as in every run folder (salclass.run_folder).
-        folder.append_metrics(record)
-        atomic_torch_save({
-            "type": RUN_CHECKPOINT_TYPE, "version": RUN_CHECKPOINT_VERSION, "architecture": cfg.model,
-            "settings": model.settings(), "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "rng": _rng_state(gen), "epoch": epoch + 1, "best": best,
-            "config": to_dict(cfg), "precision": precision,
-        }, ckpt_path)
-        scores = "  ".join(f"{k} {v:.4f}" for k, v in val.items())
-        tqdm.write(f"epoch {epoch + 1}: train loss {record['train']['loss']:.4f}  val {scores}  "
-                   f"({record['seconds']:.0f} s)")
-    folder.write_done({"epochs": cfg.epochs, "best": best})
-    return out
-
-
-def _precision(cfg: SaliencyTrainConfig, resumed: Path | None) -> str:
-    """A new run's precision from the config; a resumed run's from its checkpoint
-    (runs from before `precision` trained in fp32)."""
-    say = lambda m: tqdm.write(m, file=sys.stderr)  # noqa: E731
-    if resumed is None:
-        return resolve_precision(cfg.precision, CPU, say=say)
-    state = load_checkpoint(resumed, RUN_CHECKPOINT_TYPE, max_version=RUN_CHECKPOINT_VERSION)
-    trained = state.get("precision", "fp32")
-    if cfg.precision not in ("auto", trained):
-        raise UserError(f"precision: {resumed} was trained in {trained}; resume it with precision {trained} or auto")
-    return resolve_precision(trained, CPU, say=say)
+    if best is None or (score > best["score"] if higher_better else score < best["score"]):
+        best = {"epoch": epoch, "score": score, "select_by": cfg.select_by, "val": val}
+        atomic_torch_save(model_checkpoint(fit.model, extra={"epoch": epoch, "val": val, "config": to_dict(cfg)}),
+                          folder.best)
+    folder.append_metrics(record)
+    atomic_torch_save({
+        "type": RUN_CHECKPOINT_TYPE, "version": RUN_CHECKPOINT_VERSION, "architecture": cfg.model,
+        "settings": fit.model.settings(), "model": fit.model.state_dict(), "optimizer": fit.opt.state_dict(),
+        "scheduler": fit.sched.state_dict(), "rng": _rng_state(fit.gen), "epoch": epoch, "best": best,
+        "config": to_dict(cfg), "precision": cfg.precision,
+    }, folder.checkpoint)
+    return best
 
 
 def train_cli(data: str, model: str, out: str, config: str | None, sets: list[str], resume: bool) -> int:
     overrides = [f"data={data}", f"model={model}", f"out={out}", *sets]
-    if config is None and resume and RunFolder(out).config.is_file():
-        config = str(RunFolder(out).config)
-    cfg = load_settings(SaliencyTrainConfig, config, overrides)
-    run = train(cfg, resume=resume)
-    best = RunFolder(run).read_done()["best"]
-    print(f"{run}: best epoch {best['epoch']} ({best['select_by']} {best['score']:.4f}), model in {run / 'best.pt'}")
+    cfg = load_settings(SaliencyTrainConfig, RunFolder(out).settings_base(config, resume), overrides)
+    run = RunFolder(train(cfg, resume=resume))
+    best = run.read_done()["best"]
+    print(f"{run.path}: best epoch {best['epoch']} ({best['select_by']} {best['score']:.4f}), model in {run.best}")
     return 0
 
 
