@@ -20,7 +20,7 @@ from pathlib import Path
 
 from salclass.errors import UserError
 from salclass.study.config import StudyConfig
-from salclass.study.layout import StudyLayout
+from salclass.study.folder import StudyFolder
 from salclass.study.report import load_study_config
 from salclass.study.subset import choose
 
@@ -60,20 +60,20 @@ def measured_rate(root: Path, size: int) -> tuple[float, float, float, list[floa
     if cfg.data.size != size:
         raise UserError(f"{root} measured images of {cfg.data.size} px, this study uses {size} px; "
                         "estimate from a study at the same size")
-    layout = StudyLayout(root, cfg)
+    study = StudyFolder(root, cfg)
     from salclass.data import Store
 
-    n_classes = len(Store.open(layout.val_split).classes)
+    n_classes = len(Store.open(study.val_split).classes)
     work = {True: 0.0, False: 0.0}
     seconds = {True: 0.0, False: 0.0}
     per_run = []
     for e in cfg.experiments:
         for seed in cfg.seeds:
             run_work = run_seconds = 0.0
-            for row in layout.run_folder(e, seed).read_metrics():
+            for row in study.run_folder(e, seed).read_metrics():
                 for train, part in ((True, row.get("train")), (False, row.get("val"))):
                     if not isinstance(part, dict) or not {"images", "seconds"} <= set(part):
-                        raise UserError(f"{layout.run(e, seed)}: epoch {row['epoch']}'s metrics lack images/seconds")
+                        raise UserError(f"{study.run_dir(e, seed)}: epoch {row['epoch']}'s metrics lack images/seconds")
                     g = gflop_per_image(e.model, _crop(cfg.data.size), n_classes, train)
                     work[train] += part["images"] * g
                     seconds[train] += part["seconds"]

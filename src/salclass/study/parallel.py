@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from salclass.errors import UserError
-from salclass.study import stages
+from salclass.study import steps
 from salclass.study.config import Experiment, StudyConfig
-from salclass.study.layout import StudyLayout
+from salclass.study.folder import StudyFolder
 from salclass.study.runner import drop_checkpoints, needs_evaluation, train_settings
 from salclass.run_folder import RunFolder
 
@@ -88,8 +88,8 @@ def run_one(settings: dict, val_split: str) -> str | None:
         # The pid names the process to look for when a run hangs (or a test kills it).
         print(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} on {socket.gethostname()}, pid {os.getpid()}", flush=True)
         try:
-            stages.train(settings)
-            stages.evaluate(folder.path, Path(val_split), settings.get("device", "auto"))
+            steps.train(settings)
+            steps.evaluate(folder.path, Path(val_split), settings.get("device", "auto"))
         except UserError as e:
             print(f"error: {e}", flush=True)
             return str(e)
@@ -181,7 +181,7 @@ class _Progress:
 
     def __init__(self, todo: list[_Run], total: int, reused: int):
         self.total, self.reused = total, reused
-        self.runs = [(RunFolder(r.settings["out"]), stages.train_config(r.settings).epochs) for r in todo]
+        self.runs = [(RunFolder(r.settings["out"]), steps.train_config(r.settings).epochs) for r in todo]
         self.epochs = sum(n for _, n in self.runs)
         self.at_start = self._epochs_done()
         self.start = time.monotonic()
@@ -212,15 +212,15 @@ class _Progress:
         _say(f"{line}; epochs {epochs}/{self.epochs} ({el / 60:.1f} min elapsed{left})")
 
 
-def _plan(cfg: StudyConfig, layout: StudyLayout) -> tuple[list[_Run], int]:
+def _plan(cfg: StudyConfig, study: StudyFolder) -> tuple[list[_Run], int]:
     """The runs still to do, parents first, and how many are reused as they are."""
     todo, reused = [], 0
     for e in cfg.order():
         for seed in cfg.seeds:
-            settings = train_settings(cfg, layout, e, seed)
-            folder = layout.run_folder(e, seed)
+            settings = train_settings(cfg, study, e, seed)
+            folder = study.run_folder(e, seed)
             if folder.is_finished():
-                stages.check_run_settings(layout.run(e, seed), settings)
+                steps.check_run_settings(study.run_dir(e, seed), settings)
                 if not needs_evaluation(folder):
                     reused += 1
                     continue
@@ -240,16 +240,16 @@ def _resources(run: _Run, gpus: bool) -> dict:
     return {"num_cpus": threads, "num_gpus": 0}
 
 
-def check_local(cfg: StudyConfig, layout: StudyLayout) -> None:
+def check_local(cfg: StudyConfig, study: StudyFolder) -> None:
     """Before the data are prepared: the runs of a study on a local Ray can claim their resources."""
     import torch
 
     for e in cfg.order():
         for seed in cfg.seeds:
-            _resources(_Run(e, seed, train_settings(cfg, layout, e, seed), None), torch.cuda.is_available())
+            _resources(_Run(e, seed, train_settings(cfg, study, e, seed), None), torch.cuda.is_available())
 
 
-def run_parallel(cfg: StudyConfig, layout: StudyLayout, jobs: int, drop: bool = False) -> None:
+def run_parallel(cfg: StudyConfig, study: StudyFolder, jobs: int, drop: bool = False) -> None:
     """Train and evaluate every run not yet finished, at most `jobs` at once, on
     the Ray cluster this process has joined, or else on a local Ray started here
     for the runs. Raises UserError naming every failed or skipped run. With
@@ -257,8 +257,8 @@ def run_parallel(cfg: StudyConfig, layout: StudyLayout, jobs: int, drop: bool = 
     at the start and after every finished run."""
     import ray
 
-    todo, reused = _plan(cfg, layout)
-    after_run = (lambda: _dropped(drop_checkpoints(cfg, layout))) if drop else (lambda: None)
+    todo, reused = _plan(cfg, study)
+    after_run = (lambda: _dropped(drop_checkpoints(cfg, study))) if drop else (lambda: None)
     after_run()
     total = len(todo) + reused
     if reused:
@@ -271,7 +271,7 @@ def run_parallel(cfg: StudyConfig, layout: StudyLayout, jobs: int, drop: bool = 
         ray.init(include_dashboard=False, log_to_driver=False, logging_level="warning",
                  object_store_memory=OBJECT_STORE_BYTES)
     try:
-        _schedule(todo, reused, total, jobs, str(layout.val_split.absolute()), after_run)
+        _schedule(todo, reused, total, jobs, str(study.val_split.absolute()), after_run)
     finally:
         if local:
             ray.shutdown()

@@ -4,7 +4,7 @@ A record is what the report reads and nothing else: the study's study.yaml,
 params.json, saliency_eval.json, store.json and the grid of maps it drew
 (figures/examples.png), and for every finished, evaluated run its
 RECORD_FILES (settings, metrics, done marker, evaluation with the per-image
-predictions), in the study folder's own layout. No checkpoint, no store: tens
+predictions), in the study folder's own study. No checkpoint, no store: tens
 of KB a run. `salclass report OUT` rebuilds the report from them, and
 `salclass study --out` on a copy of OUT reuses every run in it and trains only
 what is missing.
@@ -26,7 +26,7 @@ from salclass.errors import UserError
 from salclass.io import atomic_write_bytes
 from salclass.lock import LOCK_NAME, folder_lock
 from salclass.settings import to_dict
-from salclass.study.layout import RECORD_FILES, STUDY_YAML, StudyLayout, read_study_config
+from salclass.study.folder import RECORD_FILES, STUDY_YAML, StudyFolder, read_study_config
 from salclass.run_folder import RECORD_FILES as RUN_RECORD_FILES
 
 
@@ -70,19 +70,19 @@ def export_records(study_dir: str | Path, out: str | Path) -> dict:
         raise UserError(f"{out}: is the study folder itself; name another folder for its records")
     _check_out(out, cfg)
     out.mkdir(parents=True, exist_ok=True)
-    layout, dest = StudyLayout(src, cfg), StudyLayout(out, cfg)
+    study, dest = StudyFolder(src, cfg), StudyFolder(out, cfg)
     copied = written = 0
     unfinished = []
     with folder_lock(out, exclusive=True):
         for name in RECORD_FILES:
             if (src / name).is_file():
                 written += _copy(src / name, out / name)
-        grid = layout.figures / "examples.png"
+        grid = study.figures / "examples.png"
         if grid.is_file():
             written += _copy(grid, dest.figures / grid.name)
         for e in cfg.experiments:
             for seed in cfg.seeds:
-                folder = layout.run_folder(e, seed)
+                folder = study.run_folder(e, seed)
                 if not folder.is_record():
                     unfinished.append(f"{e.name} seed {seed}")
                     continue
@@ -93,7 +93,7 @@ def export_records(study_dir: str | Path, out: str | Path) -> dict:
                 folder.read_metrics()
                 for rel in RUN_RECORD_FILES:
                     if (folder.path / rel).is_file():
-                        written += _copy(folder.path / rel, dest.run(e, seed) / rel)
+                        written += _copy(folder.path / rel, dest.run_dir(e, seed) / rel)
                 copied += 1
     return {"runs": copied, "unfinished": unfinished, "bytes_written": written, "out": str(out)}
 

@@ -22,9 +22,9 @@ from salclass import checksum
 from salclass.errors import UserError
 from salclass.io import atomic_write_text, read_json
 from salclass.study import stats
-from salclass.study.config import STAGE_TITLES, StudyConfig
+from salclass.study.config import GROUP_TITLES, StudyConfig
 from salclass.study.figures import curves, example_grid
-from salclass.study.layout import (PARAMS_TYPE, SALIENCY_TYPE, STORE_SUMMARY_TYPE, STUDY_YAML, StudyLayout,
+from salclass.study.folder import (PARAMS_TYPE, SALIENCY_TYPE, STORE_SUMMARY_TYPE, STUDY_YAML, StudyFolder,
                                    read_study_config)
 from salclass.study.results import PairResult, StudyResults, collect
 
@@ -119,7 +119,7 @@ def _setup(res: StudyResults, store_txt: str) -> list[Block]:
 
 def _rel(path: Path, res: StudyResults) -> str:
     try:
-        return path.relative_to(res.layout.root).as_posix()
+        return path.relative_to(res.study.root).as_posix()
     except ValueError:
         return str(path)
 
@@ -133,21 +133,21 @@ def _precision_text(res: StudyResults) -> str:
     return text + (f" but the experiments that name their own ({', '.join(own)})." if own else ".")
 
 
-def _store_summary(layout: StudyLayout) -> str:
+def _store_summary(study: StudyFolder) -> str:
     """From the store, or else from what the study recorded of it (store.json: a copy of the records)."""
     from salclass.data import Store
 
     counts, n_classes = {}, 0
     for split in ("train", "val"):
         try:
-            s = Store.open(layout.store / split)
+            s = Store.open(study.store / split)
         except UserError:
             continue
         counts[split], n_classes = s.count, len(s.classes)
-    if not counts and layout.store_summary.is_file():
-        data, _ = checksum.read_json_checked(layout.store_summary)
+    if not counts and study.store_summary.is_file():
+        data, _ = checksum.read_json_checked(study.store_summary)
         if not isinstance(data, dict) or data.get("type") != STORE_SUMMARY_TYPE:
-            raise UserError(f"{layout.store_summary}: not a study's store summary")
+            raise UserError(f"{study.store_summary}: not a study's store summary")
         for split in ("train", "val"):
             if isinstance(data.get(split), dict):
                 counts[split], n_classes = data[split]["count"], len(data[split]["classes"])
@@ -172,8 +172,8 @@ def _results_table(res: StudyResults) -> list[Block]:
                               "only top-1 says anything here."))
     header = ["Experiment", "Model", "Start", "Epochs", "Top-1 %", "Top-5 %", "Baseline", "Δ top-1 [95% CI]",
               "Δ top-5 [95% CI]", "p", "p (Holm)", "Verdict", "Thesis top-1", "Thesis top-5"]
-    for stage, title in STAGE_TITLES.items():
-        exps = [e for e in cfg.experiments if e.stage == stage]
+    for group, title in GROUP_TITLES.items():
+        exps = [e for e in cfg.experiments if e.stage == group]
         if not exps:
             continue
         rows = []
@@ -233,12 +233,12 @@ def _class_table(res: StudyResults) -> list[Block]:
                                    "Change (points)"], items=rows)]
 
 
-def _params_table(layout: StudyLayout) -> list[Block]:
-    if not layout.params.is_file():
+def _params_table(study: StudyFolder) -> list[Block]:
+    if not study.params.is_file():
         return [Block("h2", "Parameters"), Block("p", "No parameter table was recorded for this study.")]
-    data = read_json(layout.params)
+    data = read_json(study.params)
     if data.get("type") != PARAMS_TYPE:
-        raise UserError(f"{layout.params}: not a study parameter table")
+        raise UserError(f"{study.params}: not a study parameter table")
     base = data["models"].get(data.get("baseline", ""), {}).get("total")
     rows = []
     for name, m in data["models"].items():
@@ -263,14 +263,14 @@ def _num(v) -> str:
 
 
 def _figure_list(cfg: StudyConfig) -> list[tuple[str, str, list[str]]]:
-    """(file stem, title, experiments) of every curve figure: the configured ones, else one per stage."""
+    """(file stem, title, experiments) of every curve figure: the configured ones, else one per experiment group."""
     if cfg.figures:
         return [(f.name, f.title, f.experiments) for f in cfg.figures]
-    return [(f"curves_{stage}", title, [e.name for e in cfg.experiments if e.stage == stage])
-            for stage, title in STAGE_TITLES.items() if any(e.stage == stage for e in cfg.experiments)]
+    return [(f"curves_{group}", title, [e.name for e in cfg.experiments if e.stage == group])
+            for group, title in GROUP_TITLES.items() if any(e.stage == group for e in cfg.experiments)]
 
 
-def draw_figures(res: StudyResults, dest: StudyLayout) -> dict[str, Path]:
+def draw_figures(res: StudyResults, dest: StudyFolder) -> dict[str, Path]:
     """Every PNG of the report, written under dest's figures/ before any section
     is built; a figure that has nothing to show is removed if an earlier report
     drew it. Returns the drawn ones by file stem."""
@@ -299,12 +299,12 @@ def _figures(res: StudyResults, drawn: dict[str, Path]) -> list[Block]:
 
 
 def _saliency(res: StudyResults, drawn: dict[str, Path]) -> list[Block]:
-    layout = res.layout
+    study = res.study
     out = [Block("h2", "The saliency model")]
-    if layout.saliency.is_file():
-        data = read_json(layout.saliency)
+    if study.saliency.is_file():
+        data = read_json(study.saliency)
         if data.get("type") != SALIENCY_TYPE:
-            raise UserError(f"{layout.saliency}: not a study saliency table")
+            raise UserError(f"{study.saliency}: not a study saliency table")
         out.append(Block("p", data.get("note", "")))
         rows = data.get("rows") or []
         if rows:
@@ -324,17 +324,17 @@ def _saliency(res: StudyResults, drawn: dict[str, Path]) -> list[Block]:
     if "examples" in drawn:
         out += [Block("p", "Validation images with the maps the classifiers were given."),
                 Block("img", text="images and their saliency maps", path=drawn["examples"])]
-    elif not _store_here(res.layout):
+    elif not _store_here(res.study):
         out.append(Block("p", "The grid of validation images with their maps is left out: it needs the study's "
                               "store, which is not here (a copy of the study's records keeps none)."))
     return out
 
 
-def _store_here(layout: StudyLayout) -> bool:
+def _store_here(study: StudyFolder) -> bool:
     from salclass.data import Store
 
     try:
-        Store.open(layout.val_split)
+        Store.open(study.val_split)
     except UserError:
         return False
     return True
@@ -352,7 +352,7 @@ def _metric(v) -> str:
     return "" if v is None else str(v)
 
 
-def _example_grid(res: StudyResults, dest: StudyLayout) -> Path | None:
+def _example_grid(res: StudyResults, dest: StudyFolder) -> Path | None:
     """The first validation images of each class in turn, so every class shows up.
     Without the store, the grid a copy of the records kept (figures/examples.png)."""
     import shutil
@@ -360,9 +360,9 @@ def _example_grid(res: StudyResults, dest: StudyLayout) -> Path | None:
     from salclass.data import Store
 
     try:
-        s = Store.open(res.layout.val_split)
+        s = Store.open(res.study.val_split)
     except UserError:
-        kept = res.layout.figures / "examples.png"
+        kept = res.study.figures / "examples.png"
         if not kept.is_file():
             return None
         path = dest.figures / kept.name
@@ -499,7 +499,7 @@ def conclusions(res: StudyResults) -> list[Block]:
         out += [Block("h3", "What the controls and the new experiments show"), Block("list", items=answers)]
     out += _overall(res, done)
     out += _untrained(res)
-    out += _params_conclusion(res.layout)
+    out += _params_conclusion(res.study)
     return out
 
 
@@ -549,10 +549,10 @@ def _untrained(res: StudyResults) -> list[Block]:
                        "Longer runs (a larger epoch_scale) or more images are needed.")]
 
 
-def _params_conclusion(layout: StudyLayout) -> list[Block]:
-    if not layout.params.is_file():
+def _params_conclusion(study: StudyFolder) -> list[Block]:
+    if not study.params.is_file():
         return []
-    claims = read_json(layout.params).get("thesis") or []
+    claims = read_json(study.params).get("thesis") or []
     wrong = [c for c in claims if not c["matches"]]
     if not claims:
         return []
@@ -680,9 +680,9 @@ def build_report(root: str | Path, cfg: StudyConfig | None = None, out: str | Pa
     root = Path(root)
     cfg = cfg if cfg is not None else load_study_config(root)
     res = collect(root, cfg)
-    dest = StudyLayout(out if out is not None else root, cfg)
+    dest = StudyFolder(out if out is not None else root, cfg)
     # Everything read or drawn from outside the run files comes first; the sections only lay it out.
-    store_txt = _store_summary(res.layout)
+    store_txt = _store_summary(res.study)
     drawn = draw_figures(res, dest)
     blocks = [Block("h1", f"Study report: {cfg.name}"),
               Block("p", "Built by `salclass report` from the files in this study folder only.")]
@@ -690,7 +690,7 @@ def build_report(root: str | Path, cfg: StudyConfig | None = None, out: str | Pa
     blocks += _results_table(res)
     blocks += _extra_table(res)
     blocks += _class_table(res)
-    blocks += _params_table(res.layout)
+    blocks += _params_table(res.study)
     blocks += _figures(res, drawn)
     blocks += _saliency(res, drawn)
     blocks += conclusions(res)

@@ -18,7 +18,7 @@ import numpy as np
 from salclass.errors import UserError
 from salclass.study import stats
 from salclass.study.config import StudyConfig
-from salclass.study.layout import StudyLayout
+from salclass.study.folder import StudyFolder
 
 
 @dataclass
@@ -61,7 +61,7 @@ class PairResult:
 @dataclass
 class StudyResults:
     cfg: StudyConfig
-    layout: StudyLayout
+    study: StudyFolder
     experiments: dict[str, ExperimentResult]
     pairs: list[PairResult]
     unverified: list[Path] = field(default_factory=list)  # record files read without a checksum
@@ -128,13 +128,13 @@ def _class_gains(var: list[RunRecord], base: list[RunRecord], top: int = 3) -> l
 
 
 def collect(root: str | Path, cfg: StudyConfig) -> StudyResults:
-    layout = StudyLayout(root, cfg)
+    study = StudyFolder(root, cfg)
     exps: dict[str, ExperimentResult] = {}
     unverified: list[Path] = []
     for e in cfg.experiments:
         runs, missing = {}, []
         for seed in cfg.seeds:
-            rec = load_run(layout.run(e, seed), seed, unverified)
+            rec = load_run(study.run_dir(e, seed), seed, unverified)
             if rec is None:
                 missing.append(seed)
             else:
@@ -171,4 +171,4 @@ def collect(root: str | Path, cfg: StudyConfig) -> StudyResults:
     tested = stats.family_test([p.result for p in done], cfg.verdict_test)
     for p, decided in zip(done, stats.decide(tested, cfg.alpha)):
         p.result = decided
-    return StudyResults(cfg, layout, exps, pairs, unverified, layout.unaccounted_runs())
+    return StudyResults(cfg, study, exps, pairs, unverified, study.unaccounted_runs())

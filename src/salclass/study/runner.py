@@ -26,9 +26,9 @@ from pathlib import Path
 from salclass.errors import UserError
 from salclass.lock import folder_lock
 from salclass.settings import to_dict
-from salclass.study import stages
+from salclass.study import steps
 from salclass.study.config import Experiment, StudyConfig, load_study, merge
-from salclass.study.layout import StudyLayout, read_study_config, save_study_config
+from salclass.study.folder import StudyFolder, read_study_config, save_study_config
 from salclass.study.report import build_report
 
 
@@ -36,14 +36,14 @@ def _say(msg: str) -> None:
     print(f"[study] {msg}", file=sys.stderr, flush=True)
 
 
-def _check_same_study(layout: StudyLayout, cfg: StudyConfig) -> None:
+def _check_same_study(study: StudyFolder, cfg: StudyConfig) -> None:
     """A folder holds one study's data: refuse to mix in a different data set or saliency model."""
-    if not layout.study_yaml.is_file():
+    if not study.study_yaml.is_file():
         return
-    old, _ = read_study_config(layout.study_yaml)
+    old, _ = read_study_config(study.study_yaml)
     was, now = old.train.get("precision"), cfg.train.get("precision")
     if was in ("fp32", "bf16") and was != now:
-        raise _other_precision(f"{layout.root} holds a study computed in {was} (its study.yaml), this one would "
+        raise _other_precision(f"{study.root} holds a study computed in {was} (its study.yaml), this one would "
                                f"compute in {now}", was)
     for key in ("data", "saliency"):
         a, b = to_dict(getattr(old, key)), to_dict(getattr(cfg, key))
@@ -52,19 +52,19 @@ def _check_same_study(layout: StudyLayout, cfg: StudyConfig) -> None:
         else:  # nor does the number of decoding processes change the images
             a.pop("workers"), b.pop("workers")
         if a != b:
-            raise UserError(f"{layout.root} holds a study with other {key} settings; use another --out "
-                            f"(or delete {layout.root})")
+            raise UserError(f"{study.root} holds a study with other {key} settings; use another --out "
+                            f"(or delete {study.root})")
 
 
-def train_settings(cfg: StudyConfig, layout: StudyLayout, e: Experiment, seed: int) -> dict:
+def train_settings(cfg: StudyConfig, study: StudyFolder, e: Experiment, seed: int) -> dict:
     """The training settings of one run, as a plain mapping for TrainConfig."""
     epochs, milestones = cfg.schedule(e)
     fixed = {
-        "store": str(layout.store), "out": str(layout.run(e, seed)), "model": e.model, "seed": seed,
+        "store": str(study.store), "out": str(study.run_dir(e, seed)), "model": e.model, "seed": seed,
         "epochs": epochs, "milestones": milestones, "mean_subtract": e.mean_subtract, "block_order": cfg.block_order,
     }
     if e.init_from is not None:
-        fixed["init_from"] = str(layout.run_folder(cfg.experiment(e.init_from), seed).checkpoint)
+        fixed["init_from"] = str(study.run_folder(cfg.experiment(e.init_from), seed).checkpoint)
         fixed["init_new"] = e.init
     if e.attention is not None:
         fixed["attention"] = {"beta": e.attention.beta, "layer": e.attention.layer}
@@ -97,38 +97,38 @@ def resolve_study_precision(cfg: StudyConfig) -> list[str]:
     return notes
 
 
-def _check_run_precisions(cfg: StudyConfig, layout: StudyLayout) -> None:
+def _check_run_precisions(cfg: StudyConfig, study: StudyFolder) -> None:
     """Every run already in the folder computed in the precision it gets now."""
     for e in cfg.order():
         for seed in cfg.seeds:
-            folder = layout.run_folder(e, seed)
+            folder = study.run_folder(e, seed)
             if not folder.config.is_file():
                 continue
             was = folder.read_config().get("precision")
-            now = train_settings(cfg, layout, e, seed).get("precision")
+            now = train_settings(cfg, study, e, seed).get("precision")
             if was in ("fp32", "bf16") and was != now:
                 raise _other_precision(f"{folder.path}: was trained in {was}, this study would now compute in {now}",
                                        was)
 
 
-def _check_start_points(cfg: StudyConfig, layout: StudyLayout) -> None:
+def _check_start_points(cfg: StudyConfig, study: StudyFolder) -> None:
     """Before any data work: a finished run is one this study can use as it is
     or evaluate, and a fine-tune still to start has its start run's checkpoint,
     which a record does not keep. Refused now, not after hours of other runs."""
     for e in cfg.order():
         for seed in cfg.seeds:
-            folder = layout.run_folder(e, seed)
+            folder = study.run_folder(e, seed)
             if folder.is_finished():
-                stages.check_run_settings(folder.path, train_settings(cfg, layout, e, seed))
+                steps.check_run_settings(folder.path, train_settings(cfg, study, e, seed))
                 needs_evaluation(folder)
     for e in cfg.order():
         if e.init_from is None:
             continue
         for seed in cfg.seeds:
-            folder = layout.run_folder(e, seed)
+            folder = study.run_folder(e, seed)
             if folder.is_finished() or folder.checkpoint.is_file():
                 continue
-            parent = layout.run_folder(cfg.experiment(e.init_from), seed)
+            parent = study.run_folder(cfg.experiment(e.init_from), seed)
             if parent.is_finished() and not parent.checkpoint.is_file():
                 raise UserError(f"{e.name} seed {seed} starts from {e.init_from} seed {seed}, whose run "
                                 f"{parent.path} has no checkpoint (a record, or dropped); put its checkpoint.pt "
@@ -147,7 +147,7 @@ def needs_evaluation(folder) -> bool:
     return True
 
 
-def drop_checkpoints(cfg: StudyConfig, layout: StudyLayout) -> int:
+def drop_checkpoints(cfg: StudyConfig, study: StudyFolder) -> int:
     """Delete the checkpoint of every finished run evaluated from it, unless a
     run of the study still has to start from it (a fine-tune not finished).
     Returns how many were deleted."""
@@ -155,10 +155,10 @@ def drop_checkpoints(cfg: StudyConfig, layout: StudyLayout) -> int:
     for e in cfg.order():
         children = [c for c in cfg.experiments if c.init_from == e.name]
         for seed in cfg.seeds:
-            folder = layout.run_folder(e, seed)
+            folder = study.run_folder(e, seed)
             if not (folder.checkpoint.is_file() and folder.is_record() and folder.evaluation_matches()):
                 continue
-            if any(not layout.run_folder(c, seed).is_finished() for c in children):
+            if any(not study.run_folder(c, seed).is_finished() for c in children):
                 continue
             folder.checkpoint.unlink()
             dropped += 1
@@ -174,41 +174,41 @@ class _Progress:
         _say(f"run {self.done + 1}/{self.total} ({self.done} done, {el / 60:.1f} min elapsed): {what}")
 
 
-def run_experiments(cfg: StudyConfig, layout: StudyLayout, drop: bool = False) -> None:
+def run_experiments(cfg: StudyConfig, study: StudyFolder, drop: bool = False) -> None:
     jobs = [(e, s) for e in cfg.order() for s in cfg.seeds]
     prog = _Progress(len(jobs))
     reused = 0
     for e, seed in jobs:
-        run_dir = layout.run(e, seed)
-        folder = layout.run_folder(e, seed)
-        settings = train_settings(cfg, layout, e, seed)
+        run_dir = study.run_dir(e, seed)
+        folder = study.run_folder(e, seed)
+        settings = train_settings(cfg, study, e, seed)
         if folder.is_finished():
-            stages.check_run_settings(run_dir, settings)
+            steps.check_run_settings(run_dir, settings)
             if needs_evaluation(folder):
                 prog.line(f"{e.name} seed {seed}: evaluating its final checkpoint")
-                stages.evaluate(run_dir, layout.val_split, settings.get("device", "auto"))
+                steps.evaluate(run_dir, study.val_split, settings.get("device", "auto"))
             else:
                 reused += 1
             prog.done += 1
-            _drop(cfg, layout, drop)
+            _drop(cfg, study, drop)
             continue
         if e.init_from is not None:
-            if not layout.run_folder(cfg.experiment(e.init_from), seed).is_finished():
+            if not study.run_folder(cfg.experiment(e.init_from), seed).is_finished():
                 raise UserError(f"{e.name} seed {seed} starts from {e.init_from}, whose run did not finish")
         # An unfinished run resumes; training itself refuses a checkpoint made with other settings.
         resume = folder.checkpoint.is_file()
         prog.line(f"{e.name} seed {seed} ({e.stage}): {'resuming' if resume else 'training'} {e.model}")
-        stages.train(settings)
-        stages.evaluate(run_dir, layout.val_split, settings.get("device", "auto"))
+        steps.train(settings)
+        steps.evaluate(run_dir, study.val_split, settings.get("device", "auto"))
         prog.done += 1
-        _drop(cfg, layout, drop)
+        _drop(cfg, study, drop)
     if reused:
         _say(f"{reused} of {len(jobs)} runs were already finished and reused")
 
 
-def _drop(cfg: StudyConfig, layout: StudyLayout, drop: bool) -> None:
+def _drop(cfg: StudyConfig, study: StudyFolder, drop: bool) -> None:
     if drop:
-        n = drop_checkpoints(cfg, layout)
+        n = drop_checkpoints(cfg, study)
         if n:
             _say(f"dropped {n} checkpoint(s) of finished, evaluated runs no fine-tune still starts from")
 
@@ -222,59 +222,59 @@ def run_study(cfg: StudyConfig, root: str | Path, jobs: int = 1, ray_address: st
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
     notes = resolve_study_precision(cfg)
-    layout = StudyLayout(root, cfg)
-    with folder_lock(layout.root, exclusive=True):
-        return _run_study_locked(cfg, layout, jobs, ray_address, drop_checkpoints, notes)
+    study = StudyFolder(root, cfg)
+    with folder_lock(study.root, exclusive=True):
+        return _run_study_locked(cfg, study, jobs, ray_address, drop_checkpoints, notes)
 
 
-def _check_runs(cfg: StudyConfig, layout: StudyLayout) -> None:
+def _check_runs(cfg: StudyConfig, study: StudyFolder) -> None:
     """Build every run's training settings now: a wrong key, value or model
     name is found before hours of packing and predicting, not after."""
     for e in cfg.order():
         for seed in cfg.seeds:
             try:
-                stages.train_config(train_settings(cfg, layout, e, seed))
+                steps.train_config(train_settings(cfg, study, e, seed))
             except UserError as err:
                 raise UserError(f"experiment {e.name}: {err}") from None
 
 
-def _run_study_locked(cfg: StudyConfig, layout: StudyLayout, jobs: int, ray_address: str | None,
+def _run_study_locked(cfg: StudyConfig, study: StudyFolder, jobs: int, ray_address: str | None,
                       drop: bool, notes: list[str]) -> Path:
-    _check_same_study(layout, cfg)
-    _check_runs(cfg, layout)
-    _check_run_precisions(cfg, layout)
-    _check_start_points(cfg, layout)
+    _check_same_study(study, cfg)
+    _check_runs(cfg, study)
+    _check_run_precisions(cfg, study)
+    _check_start_points(cfg, study)
     parallel = not (jobs == 1 and ray_address is None)
     if parallel and ray_address is None:
         from salclass.study.parallel import check_local
 
-        check_local(cfg, layout)
+        check_local(cfg, study)
     # Said only once every check passed: a refused study prints its one line and nothing else.
     for note in notes:
         _say(note)
     t0 = time.monotonic()
     if not parallel:
-        _prepare_data(cfg, layout, t0)
-        run_experiments(cfg, layout, drop)
+        _prepare_data(cfg, study, t0)
+        run_experiments(cfg, study, drop)
     else:
         from salclass.study.parallel import joined, run_parallel
 
         with joined(ray_address):
-            _prepare_data(cfg, layout, t0)
-            run_parallel(cfg, layout, jobs, drop)
-    report = build_report(layout.root, cfg)
+            _prepare_data(cfg, study, t0)
+            run_parallel(cfg, study, jobs, drop)
+    report = build_report(study.root, cfg)
     _say(f"report: {report} ({time.monotonic() - t0:.0f} s in all)")
     return report
 
 
-def _prepare_data(cfg: StudyConfig, layout: StudyLayout, t0: float) -> None:
-    stages.ensure_store(cfg, layout, _say)
+def _prepare_data(cfg: StudyConfig, study: StudyFolder, t0: float) -> None:
+    steps.ensure_store(cfg, study, _say)
     # Saved once the data exist, so a config that named a wrong folder does not lock the study folder.
-    save_study_config(cfg, layout.study_yaml)
-    stages.ensure_maps(cfg, layout, _say)
-    stages.record_store(layout)
-    stages.record_params(cfg, layout)
-    stages.record_saliency_metrics(cfg, layout, _say)
+    save_study_config(cfg, study.study_yaml)
+    steps.ensure_maps(cfg, study, _say)
+    steps.record_store(study)
+    steps.record_params(cfg, study)
+    steps.record_saliency_metrics(cfg, study, _say)
     _say(f"data ready in {time.monotonic() - t0:.0f} s")
 
 

@@ -12,7 +12,7 @@ from typing import Callable
 from salclass.errors import UserError
 from salclass.io import atomic_write_json
 from salclass.study.config import StudyConfig
-from salclass.study.layout import PARAMS_TYPE, STORE_SUMMARY_TYPE, StudyLayout
+from salclass.study.folder import PARAMS_TYPE, STORE_SUMMARY_TYPE, StudyFolder
 from salclass.study.subset import make_subset
 
 Say = Callable[[str], None]
@@ -32,37 +32,37 @@ def _open(split_dir: Path):
         return None
 
 
-def ensure_store(cfg: StudyConfig, layout: StudyLayout, say: Say) -> None:
+def ensure_store(cfg: StudyConfig, study: StudyFolder, say: Say) -> None:
     if cfg.data.store is not None:
-        for split in (layout.train_split, layout.val_split):
+        for split in (study.train_split, study.val_split):
             if _open(split) is None:
                 raise UserError(f"data.store: {split} is not a complete store split (run salclass prepare)")
-        say(f"store: using {layout.store}")
+        say(f"store: using {study.store}")
         return
-    if _open(layout.train_split) is not None and _open(layout.val_split) is not None:
-        say(f"store: {layout.store} is complete, reused")
+    if _open(study.train_split) is not None and _open(study.val_split) is not None:
+        say(f"store: {study.store} is complete, reused")
         return
     from salclass.data.prepare import prepare
 
     src = cfg.data.source
     if cfg.data.is_subset:
-        src = make_subset(cfg.data, layout.source)
+        src = make_subset(cfg.data, study.source)
         say(f"store: packing a subset of {cfg.data.source} (links in {src})")
     else:
         say(f"store: packing {src}")
-    for r in prepare(src, layout.store, cfg.data.size, seed=cfg.data.seed, workers=cfg.data.workers):
+    for r in prepare(src, study.store, cfg.data.size, seed=cfg.data.seed, workers=cfg.data.workers):
         say(f"store: {r['split']}: found {r['found']} = stored {r['stored']} + rejected {r['rejected']}")
-    for split in (layout.train_split, layout.val_split):
+    for split in (study.train_split, study.val_split):
         if _open(split) is None:
             raise UserError(f"{split}: no such split after packing (the source needs train/ and val/)")
 
 
-def ensure_maps(cfg: StudyConfig, layout: StudyLayout, say: Say) -> None:
+def ensure_maps(cfg: StudyConfig, study: StudyFolder, say: Say) -> None:
     from salclass.saliency.predict import cpu_precision, model_identity, predict_into_store, same_model
 
     identity = model_identity(cfg.saliency.model)
     precision = None
-    for split in (layout.train_split, layout.val_split):
+    for split in (study.train_split, study.val_split):
         s = _open(split)
         if s is not None and s.has_saliency and same_model(s.saliency_model, identity):
             say(f"saliency: {split} has complete maps of {s.saliency_model}, reused")
@@ -73,27 +73,27 @@ def ensure_maps(cfg: StudyConfig, layout: StudyLayout, say: Say) -> None:
                            precision=precision)
 
 
-def record_store(layout: StudyLayout) -> None:
+def record_store(study: StudyFolder) -> None:
     """What the report says of the store (counts, classes), kept in the study
     folder so a copy of its records reports it without the store."""
     from salclass import checksum
 
     splits = {}
-    for name, split in (("train", layout.train_split), ("val", layout.val_split)):
+    for name, split in (("train", study.train_split), ("val", study.val_split)):
         s = _open(split)
         splits[name] = {"count": s.count, "size": s.size, "classes": [[w, n] for w, n in s.classes],
                         "mean": [float(m) for m in s.mean], "fingerprint": s.meta.get("fingerprint"),
                         "saliency_model": s.saliency_model}
-    checksum.write_json(layout.store_summary, {"type": STORE_SUMMARY_TYPE, "version": 1, **splits})
+    checksum.write_json(study.store_summary, {"type": STORE_SUMMARY_TYPE, "version": 1, **splits})
 
 
-def record_params(cfg: StudyConfig, layout: StudyLayout) -> None:
+def record_params(cfg: StudyConfig, study: StudyFolder) -> None:
     """The parameter counts of the study's networks at its input size and class count."""
     from salclass.data import default_crop
     from salclass.models import describe_models, get_variant
     from salclass.models.params import BASELINE, params_report
 
-    store = _open(layout.train_split)
+    store = _open(study.train_split)
     size = default_crop(cfg.data.size)
     rep = params_report(size, len(store.classes))
     used: dict[str, list[str]] = {}
@@ -104,20 +104,20 @@ def record_params(cfg: StudyConfig, layout: StudyLayout) -> None:
     for name in [BASELINE] + [n for n in used if n != BASELINE]:
         models[name] = {"total": rep["variants"][name]["total"], "used_by": used.get(name, []),
                         "description": about.get(name, "")}
-    atomic_write_json(layout.params, {
+    atomic_write_json(study.params, {
         "type": PARAMS_TYPE, "version": 1, "input_size": size, "num_classes": len(store.classes),
         "baseline": BASELINE, "models": models, "thesis": rep.get("thesis", []),
     })
 
 
-def record_saliency_metrics(cfg: StudyConfig, layout: StudyLayout, say: Say) -> None:
+def record_saliency_metrics(cfg: StudyConfig, study: StudyFolder, say: Say) -> None:
     """Score the saliency model on fixation data once (the table is kept in the study folder)."""
-    if cfg.saliency.eval_data is None or layout.saliency.is_file():
+    if cfg.saliency.eval_data is None or study.saliency.is_file():
         return
     from salclass.study.saliency_eval import score
 
     say(f"saliency: scoring {cfg.saliency.model} on {cfg.saliency.eval_data} ({cfg.saliency.eval_split})")
-    atomic_write_json(layout.saliency, score(cfg.saliency))
+    atomic_write_json(study.saliency, score(cfg.saliency))
 
 
 def train_config(settings: dict):

@@ -41,7 +41,7 @@ def read_study_config(path: str | Path) -> tuple[StudyConfig, bool]:
     return settings_from_dict(StudyConfig, read_yaml(path)), verified
 
 
-class StudyLayout:
+class StudyFolder:
     def __init__(self, root: str | Path, cfg: StudyConfig):
         self.root = Path(root)
         self.cfg = cfg
@@ -73,17 +73,17 @@ class StudyLayout:
     def runs(self) -> Path:
         return self.root / "runs"
 
-    def run(self, e: Experiment, seed: int) -> Path:
+    def run_dir(self, e: Experiment, seed: int) -> Path:
         return self.runs / e.slug / f"seed{seed}"
 
     def run_folder(self, e: Experiment, seed: int):
         """The run folder of experiment `e` with `seed`, through its owner in salclass.training."""
         from salclass.run_folder import RunFolder
 
-        return RunFolder(self.run(e, seed))
+        return RunFolder(self.run_dir(e, seed))
 
     def expected_runs(self) -> set[Path]:
-        return {self.run(e, s) for e in self.cfg.experiments for s in self.cfg.seeds}
+        return {self.run_dir(e, s) for e in self.cfg.experiments for s in self.cfg.seeds}
 
     def unaccounted_runs(self) -> list[Path]:
         """Folders under runs/ that are no run of this config (a study.yaml cut
