@@ -42,9 +42,9 @@ def _load() -> str:
 def _prepare(config: str, sets: list[str], root: Path) -> None:
     cfg = load_study(config, sets)
     layout = StudyFolder(root, cfg)
-    steps.ensure_store(cfg, layout, print)
-    steps.ensure_maps(cfg, layout, print)
-    steps.record_saliency_metrics(cfg, layout, print)
+    steps.ensure_store(cfg, layout)
+    steps.ensure_maps(cfg, layout)
+    steps.record_saliency_metrics(cfg, layout)
 
 
 def _study(config: str, sets: list[str], out: Path, jobs: int) -> float:

@@ -86,7 +86,7 @@ FULL_SIZE = {"images": 3925, "accuracy": 0.80, "disagreement": 0.12, "sd": 0.010
 
 def measure_noise(root: Path) -> dict:
     """Mean accuracy, per-image disagreement and run-to-run SD of one network trained with several seeds."""
-    from salclass.study.report import load_study_config
+    from salclass.study.folder import load_study_config
     from salclass.study.results import collect
 
     cfg = load_study_config(root)

@@ -29,7 +29,7 @@ from salclass.io import atomic_write_json
 from salclass.settings import save_settings, settings_from_dict
 from salclass.study.config import StudyConfig
 from salclass.study.folder import StudyFolder, save_study_config
-from salclass.study.runner import train_settings
+from salclass.study.plan import train_settings
 from salclass.study.steps import train_config
 from salclass.run_folder import RunFolder, write_evaluation
 

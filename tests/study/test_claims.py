@@ -16,8 +16,9 @@ import pytest
 from salclass.study import stats
 from salclass.study.config import StudyConfig
 from salclass.study.folder import StudyFolder
-from salclass.study.report import (CONTRADICTED, HOLDS, NOT_CONFIRMED, NOT_TESTED, claim_status, conclusions,
-                                   saliency_experiment, to_markdown)
+from salclass.study.claims import CONTRADICTED, HOLDS, NOT_CONFIRMED, NOT_TESTED, claim_status, saliency_experiment
+from salclass.study.conclusion import conclusions
+from salclass.study.render import to_markdown
 from salclass.study.results import PairResult, StudyResults
 
 ALPHA, MARGIN = 0.05, 1.0

@@ -15,7 +15,8 @@ import yaml
 from salclass.lock import folder_lock
 from salclass.study.config import load_study
 from salclass.study.folder import StudyFolder
-from salclass.study.runner import drop_checkpoints, run_study
+from salclass.study.plan import drop_checkpoints
+from salclass.study.runner import run_study
 
 EXPERIMENTS = [
     {"name": "RGB*", "model": "RGB", "stage": "baselines"},

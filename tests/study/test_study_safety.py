@@ -68,7 +68,7 @@ def test_run_settings_are_checked_before_any_data_work(tiny_source, tmp_path, ru
 def test_exponent_numbers_reach_the_runs(tiny_source, tmp_path):
     from salclass.study.config import load_study
     from salclass.study.folder import StudyFolder
-    from salclass.study.runner import train_settings
+    from salclass.study.plan import train_settings
 
     path = _config(tmp_path / "s.yaml", tiny_source)
     cfg = load_study(path, ["train.lr=1e-3", "train.weight_decay=5e-4"])

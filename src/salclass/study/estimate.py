@@ -14,14 +14,13 @@ forward for validation).
 
 from __future__ import annotations
 
-import sys
 from functools import cache
 from pathlib import Path
 
 from salclass.errors import UserError
+from salclass.say import warn
 from salclass.study.config import StudyConfig
-from salclass.study.folder import StudyFolder
-from salclass.study.report import load_study_config
+from salclass.study.folder import StudyFolder, load_study_config
 from salclass.study.subset import choose
 
 
@@ -130,8 +129,8 @@ def estimate_cli(cfg: StudyConfig, speeds_root: str) -> int:
     if high > SHARED_SPREAD * low:
         # The networks differ little in GFLOP/s on one machine (docs/training.md), so a wide
         # spread is the load of other jobs, and the pooled rate carries it into every hour below.
-        print(f"warning: the runs of {speeds_root} trained at rates {high / low:.1f}x apart: the machine was "
-              "probably shared while they ran, and these hours are only as good as that rate", file=sys.stderr)
+        warn(f"the runs of {speeds_root} trained at rates {high / low:.1f}x apart: the machine was "
+             "probably shared while they ran, and these hours are only as good as that rate")
     for r in [header, *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
     print(f"total: {pflop:.1f} PFLOP, {total / 3600:.0f} hours ({total / 86400:.1f} days) of training and "

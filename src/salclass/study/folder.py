@@ -41,6 +41,11 @@ def read_study_config(path: str | Path) -> tuple[StudyConfig, bool]:
     return settings_from_dict(StudyConfig, read_yaml(path)), verified
 
 
+def load_study_config(root: str | Path) -> StudyConfig:
+    """The settings of the study in folder `root` (its study.yaml)."""
+    return read_study_config(Path(root) / STUDY_YAML)[0]
+
+
 class StudyFolder:
     def __init__(self, root: str | Path, cfg: StudyConfig):
         self.root = Path(root)

@@ -19,12 +19,12 @@ files are no longer rewritten, and every file is replaced in one rename.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from salclass.errors import UserError
 from salclass.io import atomic_write_bytes
 from salclass.lock import LOCK_NAME, folder_lock
+from salclass.say import say
 from salclass.settings import to_dict
 from salclass.study.folder import RECORD_FILES, STUDY_YAML, StudyFolder, read_study_config
 from salclass.run_folder import RECORD_FILES as RUN_RECORD_FILES
@@ -103,5 +103,5 @@ def records_cli(study_dir: str, out: str) -> int:
     print(f"records: {r['runs']} finished run(s) of {study_dir} in {r['out']} "
           f"({r['bytes_written'] / 1e3:.0f} KB written; unchanged files left as they were)")
     if r["unfinished"]:
-        print(f"not finished, not copied: {', '.join(r['unfinished'])}", file=sys.stderr)
+        say(f"not finished, not copied: {', '.join(r['unfinished'])}")
     return 0
