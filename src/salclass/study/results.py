@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from salclass.errors import UserError
-from salclass.study import stats
+from salclass.study import moderation, stats
 from salclass.study.config import StudyConfig
 from salclass.study.folder import StudyFolder
 
@@ -168,7 +168,7 @@ def collect(root: str | Path, cfg: StudyConfig) -> StudyResults:
                                 _class_gains(var, base)))
     # One family: every comparison the report makes, tested and adjusted together.
     done = [p for p in pairs if p.result is not None]
-    tested = stats.family_test([p.result for p in done], cfg.verdict_test)
+    tested = moderation.family_test([p.result for p in done], cfg.verdict_test)
     for p, decided in zip(done, stats.decide(tested, cfg.alpha)):
         p.result = decided
     return StudyResults(cfg, study, exps, pairs, unverified, study.unaccounted_runs())
