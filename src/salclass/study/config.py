@@ -33,7 +33,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_.*+-]+$")
 
 @dataclass
 class DataSettings:
-    """Where the images come from. Give `source` (an ImageNet-study folder the
+    """Where the images come from. Give `source` (an ImageNet-layout folder the
     study packs itself) or `store` (a store root with train/ and val/ prepared
     beforehand, e.g. full ImageNet)."""
 

@@ -108,15 +108,15 @@ def draw_figures(res: StudyResults, dest: StudyFolder) -> dict[str, Path]:
             drawn[name] = path
         elif path.exists():
             path.unlink()
-    grid = example_grid_figure(res, dest)
+    grid = _examples(res, dest)
     if grid is not None:
         drawn["examples"] = grid
     return drawn
 
 
-def example_grid_figure(res: StudyResults, dest: StudyFolder) -> Path | None:
+def _examples(res: StudyResults, dest: StudyFolder) -> Path | None:
     """The first validation images of each class in turn, so every class shows up.
-    Without the store, the grid a copy of the records kept (figures/examples.png)."""
+    Without the store, the grid a copy of the records kept."""
     import shutil
 
     from salclass.data import Store
@@ -124,10 +124,10 @@ def example_grid_figure(res: StudyResults, dest: StudyFolder) -> Path | None:
     try:
         s = Store.open(res.study.val_split)
     except UserError:
-        kept = res.study.figures / "examples.png"
+        kept = res.study.examples_grid
         if not kept.is_file():
             return None
-        path = dest.figures / kept.name
+        path = dest.examples_grid
         if path.resolve() != kept.resolve():
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(kept, path)
@@ -144,6 +144,6 @@ def example_grid_figure(res: StudyResults, dest: StudyFolder) -> Path | None:
     rows.sort()
     names = [name for _, name in s.classes]
     titles = [names[int(labels[i])][:18] for i in rows]
-    path = dest.figures / "examples.png"
+    path = dest.examples_grid
     example_grid(np.asarray(s.images[rows]), np.asarray(s.saliency[rows]), titles, path)
     return path

@@ -18,6 +18,7 @@ SALIENCY_JSON = "saliency_eval.json"
 STORE_JSON = "store.json"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
+EXAMPLES_PNG = "examples.png"  # under figures/: the grid of images and maps, kept with the records
 
 PARAMS_TYPE = "salclass.study_params"
 SALIENCY_TYPE = "salclass.study_saliency_eval"
@@ -82,7 +83,7 @@ class StudyFolder:
         return self.runs / e.slug / f"seed{seed}"
 
     def run_folder(self, e: Experiment, seed: int):
-        """The run folder of experiment `e` with `seed`, through its owner in salclass.training."""
+        """The run folder of experiment `e` with `seed`, through its owner, salclass.run_folder."""
         from salclass.run_folder import RunFolder
 
         return RunFolder(self.run_dir(e, seed))
@@ -128,3 +129,7 @@ class StudyFolder:
     @property
     def figures(self) -> Path:
         return self.root / "figures"
+
+    @property
+    def examples_grid(self) -> Path:
+        return self.figures / EXAMPLES_PNG

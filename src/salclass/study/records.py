@@ -1,10 +1,11 @@
 """`salclass records DIR OUT`: a study's records, small enough to commit.
 
-A record is what the report reads and nothing else: the study's study.yaml,
-params.json, saliency_eval.json, store.json and the grid of maps it drew
-(figures/examples.png), and for every finished, evaluated run its
-RECORD_FILES (settings, metrics, done marker, evaluation with the per-image
-predictions), in the study folder's own study. No checkpoint, no store: tens
+A record is what the report reads and nothing else: the study's own files
+(salclass.study.folder.RECORD_FILES: its settings, parameter table, saliency
+metrics and store summary) and the grid of maps it drew, and for every
+finished, evaluated run its run folder's RECORD_FILES (settings, metrics, done
+marker, evaluation with the per-image predictions), in the study folder's own
+arrangement. No checkpoint, no store: tens
 of KB a run. `salclass report OUT` rebuilds the report from them, and
 `salclass study --out` on a copy of OUT reuses every run in it and trains only
 what is missing.
@@ -77,9 +78,9 @@ def export_records(study_dir: str | Path, out: str | Path) -> dict:
         for name in RECORD_FILES:
             if (src / name).is_file():
                 written += _copy(src / name, out / name)
-        grid = study.figures / "examples.png"
+        grid = study.examples_grid
         if grid.is_file():
-            written += _copy(grid, dest.figures / grid.name)
+            written += _copy(grid, dest.examples_grid)
         for e in cfg.experiments:
             for seed in cfg.seeds:
                 folder = study.run_folder(e, seed)

@@ -3,7 +3,7 @@
 Nothing here trains or evaluates: every number comes from files the training
 stage wrote (each run folder's metrics and evaluation, read through
 salclass.run_folder), and the accuracies are computed from the
-per-image predictions (eval.json's summary must agree with them). A run folder
+per-image predictions (the evaluation's summary must agree with them). A run folder
 is read as a record: its checkpoint is not needed. Accuracies are kept in
 percent from here on.
 """

@@ -233,7 +233,7 @@ def saliency_section(res: StudyResults, drawn: dict[str, Path]) -> list[Block]:
             cols = [k for k in rows[0] if k != "model"]
             out.append(Block("table", header=["Model"] + cols,
                              items=[[r["model"]] + [fmt_metric(r.get(k)) for k in cols] for r in rows]))
-        versus = data.get("versus_centre_bias") or []   # absent from studies run before 2026-11-30
+        versus = data.get("versus_centre_bias") or []   # older study folders lack it
         if versus:
             cols = [k for k in versus[0] if k != "model"]
             out += [Block("p", "Each model's per-image difference from the centre bias, with a 95% bootstrap "

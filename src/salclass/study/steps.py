@@ -17,7 +17,6 @@ from salclass.study.folder import PARAMS_TYPE, STORE_SUMMARY_TYPE, StudyFolder
 from salclass.study.subset import make_subset
 
 
-
 def note(msg: str) -> None:
     """One notice of the study on stderr, through salclass.say, marked as the study's."""
     say(f"[study] {msg}")
