@@ -2,10 +2,11 @@
 
 The driver (this process) keeps everything else: it holds the study folder's
 lock, packs the store, predicts the maps and writes the report. Here it only
-decides which of the runs salclass.study.plan planned may start: a run starts once its parent (the run a fine-tune
-starts from, same seed) has finished, and at most N runs go at once. Each task
-trains and evaluates one run folder, writing nothing else, and prints into that
-folder's log (RunFolder.log). The study folder must be on a filesystem every node sees.
+decides which of the runs salclass.study.plan planned may start: a run starts
+once its parent (the run a fine-tune starts from, same seed) has finished, and
+at most N runs go at once. Each task trains and evaluates one run folder,
+writing nothing else, and prints into that folder's log (RunFolder.log). The
+study folder must be on a filesystem every node sees.
 
 A worker that dies takes its task with it; Ray runs the task again (at most
 RETRIES times) and train(resume=True) continues from the last epoch's
@@ -31,7 +32,7 @@ from salclass.run_folder import RunFolder
 from salclass.study import steps
 from salclass.study.config import StudyConfig
 from salclass.study.folder import StudyFolder
-from salclass.study.plan import PlannedRun, drop_checkpoints, plan_runs
+from salclass.study.plan import PlannedRun, drop_unneeded_checkpoints, plan_runs
 from salclass.study.steps import note
 
 RETRIES = 3  # a run whose worker died this many times more is given up
@@ -228,12 +229,12 @@ def run_parallel(cfg: StudyConfig, study: StudyFolder, jobs: int, drop: bool = F
     """Train and evaluate every run not yet finished, at most `jobs` at once, on
     the Ray cluster this process has joined, or else on a local Ray started here
     for the runs. Raises UserError naming every failed or skipped run. With
-    `drop`, the driver deletes checkpoints no run needs any more (plan.drop_checkpoints)
+    `drop`, the driver deletes checkpoints no run needs any more (plan.drop_unneeded_checkpoints)
     at the start and after every finished run."""
     import ray
 
     todo, reused = _tasks(cfg, study)
-    after_run = (lambda: _dropped(drop_checkpoints(cfg, study))) if drop else (lambda: None)
+    after_run = (lambda: drop_unneeded_checkpoints(cfg, study)) if drop else (lambda: None)
     after_run()
     total = len(todo) + reused
     if reused:
@@ -250,11 +251,6 @@ def run_parallel(cfg: StudyConfig, study: StudyFolder, jobs: int, drop: bool = F
     finally:
         if local:
             ray.shutdown()
-
-
-def _dropped(n: int) -> None:
-    if n:
-        note(f"dropped {n} checkpoint(s) of finished, evaluated runs no fine-tune still starts from")
 
 
 def _schedule(todo: list[PlannedRun], reused: int, total: int, jobs: int, val_split: str, after_run) -> None:

@@ -108,6 +108,13 @@ def drop_checkpoints(cfg: StudyConfig, study: StudyFolder) -> int:
     return dropped
 
 
+def drop_unneeded_checkpoints(cfg: StudyConfig, study: StudyFolder) -> None:
+    """drop_checkpoints, and a notice of how many went (the executors' `--drop-checkpoints`)."""
+    n = drop_checkpoints(cfg, study)
+    if n:
+        steps.note(f"dropped {n} checkpoint(s) of finished, evaluated runs no fine-tune still starts from")
+
+
 # --- what is refused, before any data work ----------------------------------
 
 def resolve_study_precision(cfg: StudyConfig) -> list[str]:

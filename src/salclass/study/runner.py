@@ -22,7 +22,7 @@ from salclass.lock import folder_lock
 from salclass.study import steps
 from salclass.study.config import StudyConfig, load_study
 from salclass.study.folder import StudyFolder, save_study_config
-from salclass.study.plan import drop_checkpoints, plan_runs, refuse, resolve_study_precision
+from salclass.study.plan import drop_unneeded_checkpoints, plan_runs, refuse, resolve_study_precision
 from salclass.study.report import build_report
 from salclass.study.steps import note
 
@@ -59,16 +59,10 @@ def run_experiments(cfg: StudyConfig, study: StudyFolder, drop: bool = False) ->
             steps.train(run.settings)
             steps.evaluate(run_dir, study.val_split, device)
         prog.done += 1
-        _drop(cfg, study, drop)
+        if drop:
+            drop_unneeded_checkpoints(cfg, study)
     if reused:
         note(f"{reused} of {len(runs)} runs were already finished and reused")
-
-
-def _drop(cfg: StudyConfig, study: StudyFolder, drop: bool) -> None:
-    if drop:
-        n = drop_checkpoints(cfg, study)
-        if n:
-            note(f"dropped {n} checkpoint(s) of finished, evaluated runs no fine-tune still starts from")
 
 
 def run_study(cfg: StudyConfig, root: str | Path, jobs: int = 1, ray_address: str | None = None,
