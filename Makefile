@@ -48,12 +48,13 @@ calibrate: $(STAMP)
 # test_moderated.py, test_claims.py). Not part of `make test`: it takes long. Results stay in mutants/.
 MUTANTS ?= 'salclass.study.stats.x_seeds_images_t__*' 'salclass.study.stats.x_holm__*' \
 	'salclass.study.stats.x_noise_parts__*' 'salclass.study.stats.x_t_test__*' \
-	'salclass.study.stats.x__trigamma_inverse__*' 'salclass.study.stats.x_fit_prior__*' \
-	'salclass.study.stats.x_moderated__*' 'salclass.study.stats.x_moderate__*' 'salclass.study.stats.x_family_test__*' \
+	'salclass.study.moderation.x__trigamma_inverse__*' 'salclass.study.moderation.x_fit_prior__*' \
+	'salclass.study.moderation.x_moderated__*' 'salclass.study.moderation.x_moderate__*' \
+	'salclass.study.moderation.x_family_test__*' \
 	'salclass.study.stats.x_decide__*' 'salclass.study.stats.x_verdict__*' 'salclass.study.stats.x_equivalent__*' \
-	'salclass.study.results.x_collect__*' 'salclass.study.report.x_claim_status__*' \
-	'salclass.study.report.x_saliency_experiment__*' 'salclass.study.report.x__direction__*' \
-	'salclass.study.report.x__answer__*'
+	'salclass.study.results.x_collect__*' 'salclass.study.claims.x_claim_status__*' \
+	'salclass.study.claims.x_saliency_experiment__*' 'salclass.study.claims.x_direction__*' \
+	'salclass.study.claims.x_answer__*'
 MUTANT_JOBS ?= 2
 
 mutants: $(STAMP)

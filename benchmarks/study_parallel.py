@@ -28,9 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from salclass.study import stages
+from salclass.study import steps
 from salclass.study.config import load_study
-from salclass.study.layout import StudyLayout
+from salclass.study.folder import StudyFolder
 
 SALCLASS = Path(sys.executable).parent / "salclass"
 
@@ -41,10 +41,10 @@ def _load() -> str:
 
 def _prepare(config: str, sets: list[str], root: Path) -> None:
     cfg = load_study(config, sets)
-    layout = StudyLayout(root, cfg)
-    stages.ensure_store(cfg, layout, print)
-    stages.ensure_maps(cfg, layout, print)
-    stages.record_saliency_metrics(cfg, layout, print)
+    layout = StudyFolder(root, cfg)
+    steps.ensure_store(cfg, layout)
+    steps.ensure_maps(cfg, layout)
+    steps.record_saliency_metrics(cfg, layout)
 
 
 def _study(config: str, sets: list[str], out: Path, jobs: int) -> float:

@@ -71,7 +71,7 @@ from pathlib import Path
 import numpy as np
 from scipy import optimize, special
 
-from salclass.study import stats
+from salclass.study import moderation, stats
 from salclass.study.config import load_study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ FULL_SIZE = {"images": 3925, "accuracy": 0.80, "disagreement": 0.12, "sd": 0.010
 
 def measure_noise(root: Path) -> dict:
     """Mean accuracy, per-image disagreement and run-to-run SD of one network trained with several seeds."""
-    from salclass.study.report import load_study_config
+    from salclass.study.folder import load_study_config
     from salclass.study.results import collect
 
     cfg = load_study_config(root)
@@ -202,7 +202,7 @@ def _rng(root: int, *key: int) -> np.random.Generator:
 
 
 def _verdicts(comps: list[stats.Comparison], alpha: float) -> dict[str, list[stats.Comparison]]:
-    return {t: stats.decide(stats.family_test(comps, t), alpha) for t in TESTS}
+    return {t: stats.decide(moderation.family_test(comps, t), alpha) for t in TESTS}
 
 
 def simulate(world: World, experiments: list[str], pairs: list[tuple[str, str]], seeds: int, studies: int,
@@ -275,7 +275,7 @@ def power(world: World, experiments: list[str], pairs: list[tuple[str, str]], se
             for i in touched:
                 v, a = pairs[i]
                 comps[i] = stats.compare(runs[v], runs[a], resamples=1)
-            return stats.decide(stats.family_test(comps, test), alpha)[k].verdict == stats.BETTER
+            return stats.decide(moderation.family_test(comps, test), alpha)[k].verdict == stats.BETTER
 
         for t in TESTS:
             if not detected(top, t):

@@ -28,9 +28,9 @@ import numpy as np
 from salclass.io import atomic_write_json
 from salclass.settings import save_settings, settings_from_dict
 from salclass.study.config import StudyConfig
-from salclass.study.layout import StudyLayout, save_study_config
-from salclass.study.runner import train_settings
-from salclass.study.stages import train_config
+from salclass.study.folder import StudyFolder, save_study_config
+from salclass.study.plan import train_settings
+from salclass.study.steps import train_config
 from salclass.run_folder import RunFolder, write_evaluation
 
 SEEDS = (0, 1, 2)
@@ -262,7 +262,7 @@ def plant(root: str | Path, verdict_test: str = "moderated") -> Planted:
     root = Path(root)
     root.mkdir(parents=True)
     cfg = settings_from_dict(StudyConfig, study_settings(root, verdict_test))
-    layout = StudyLayout(root, cfg)
+    layout = StudyFolder(root, cfg)
     save_study_config(cfg, layout.study_yaml)
     rng = np.random.default_rng(GENERATOR_SEED)
     labels = np.arange(IMAGES, dtype=np.int64) % CLASSES

@@ -15,9 +15,10 @@ import pytest
 
 from salclass.study import stats
 from salclass.study.config import StudyConfig
-from salclass.study.layout import StudyLayout
-from salclass.study.report import (CONTRADICTED, HOLDS, NOT_CONFIRMED, NOT_TESTED, claim_status, conclusions,
-                                   saliency_experiment, to_markdown)
+from salclass.study.folder import StudyFolder
+from salclass.study.claims import CONTRADICTED, HOLDS, NOT_CONFIRMED, NOT_TESTED, claim_status, saliency_experiment
+from salclass.study.conclusion import conclusions
+from salclass.study.render import to_markdown
 from salclass.study.results import PairResult, StudyResults
 
 ALPHA, MARGIN = 0.05, 1.0
@@ -113,7 +114,7 @@ def _results(tmp_path: Path, outcome: dict[str, stats.Comparison]) -> StudyResul
             delta = cfg_thesis[p.variant] - cfg_thesis[p.against]
         pairs.append(PairResult(p.variant, p.against, p.question, p.claim, [0, 1, 2], 2000, outcome[p.variant],
                                 delta))
-    return StudyResults(cfg, StudyLayout(tmp_path, cfg), {}, pairs)
+    return StudyResults(cfg, StudyFolder(tmp_path, cfg), {}, pairs)
 
 
 def _text(res: StudyResults, tmp_path: Path) -> str:

@@ -10,7 +10,7 @@ from scipy import optimize, special
 from scipy import stats as sps
 
 from salclass.settings import SettingsError
-from salclass.study import stats
+from salclass.study import moderation, stats
 from salclass.study.config import load_study
 
 
@@ -67,7 +67,7 @@ def _check(family, weight, expect_finite: bool):
     parts = [_by_hand(v, b) for v, b in family]
     d0, s0 = _prior_by_hand(parts)
     assert math.isfinite(d0) == expect_finite
-    out = stats.moderate(comps, weight=weight)
+    out = moderation.moderate(comps, weight=weight)
     for c, part in zip(out, parts):
         p, se, df = _p_by_hand(part, d0, s0, weight)
         assert c.method == stats.MODERATED and c.prior.comparisons == len(family)
@@ -81,7 +81,7 @@ def _check(family, weight, expect_finite: bool):
 @pytest.mark.parametrize("y", [1e-5, 0.02, 0.6, 5.0, 3e4, 2e6, 1e9])
 def test_the_inverse_of_trigamma_over_every_scale(y):
     # from a prior weight of 2e5 (a spread of log s^2 barely above its sampling noise) down to 6e-5
-    x = stats._trigamma_inverse(y)
+    x = moderation._trigamma_inverse(y)
     root = math.exp(optimize.brentq(lambda u: math.log(special.polygamma(1, math.exp(u)) / y), -40.0, 40.0,
                                     xtol=1e-14))
     assert x == pytest.approx(root, rel=1e-9)
@@ -93,7 +93,7 @@ def test_moderated_variance_and_degrees_of_freedom_by_formula():
     d0, _ = _check(family, weight=None, expect_finite=True)
     assert 2 < d0 < 10
     # ... or, by default, counted as the comparisons' own 2 degrees of freedom
-    _, out = _check(family, weight=stats.PRIOR_WEIGHT, expect_finite=True)
+    _, out = _check(family, weight=moderation.PRIOR_WEIGHT, expect_finite=True)
     assert all(c.top1.df == pytest.approx(4) for c in out)
 
 
@@ -104,8 +104,8 @@ def test_two_comparisons_are_enough_to_fit():
 def test_top5_and_the_level_are_moderated_like_top1():
     # top-5 given as the top-1 outcomes: its fit and test must be top-1's, at the weight asked for
     family = _family(1, [0.0, 0.1, 0.0, 0.15, 0.02, 0.05])
-    for weight in (None, stats.PRIOR_WEIGHT):
-        out = stats.moderate([stats.compare(v, b, v, b, level=0.9) for v, b in family], weight=weight)
+    for weight in (None, moderation.PRIOR_WEIGHT):
+        out = moderation.moderate([stats.compare(v, b, v, b, level=0.9) for v, b in family], weight=weight)
         for c in out:
             assert c.top5.df == c.top1.df and c.top5.se == pytest.approx(c.top1.se)
             assert (c.top1.level, c.top5.level) == (0.9, 0.9)
@@ -116,7 +116,7 @@ def test_top5_and_the_level_are_moderated_like_top1():
 def test_the_prior_counts_as_at_most_the_comparisons_own_seeds():
     # Similar noise everywhere: the fit puts a large (here infinite) weight on the prior; the default caps it.
     family = _family(11, [0.02] * 8)
-    d0, out = _check(family, weight=stats.PRIOR_WEIGHT, expect_finite=False)
+    d0, out = _check(family, weight=moderation.PRIOR_WEIGHT, expect_finite=False)
     assert all(c.top1.df == pytest.approx(2 * 2) for c in out)  # d0 = d = 2 at 3 seeds
 
 
@@ -133,7 +133,7 @@ def test_infinite_prior_df_gives_the_pooled_variance_and_a_normal_reference():
 
 def test_no_information_leaves_the_comparisons_own_test():
     (v, b), = _family(2, [0.03])
-    alone = stats.moderate([stats.compare(v, b)])[0]
+    alone = moderation.moderate([stats.compare(v, b)])[0]
     iv, p = stats.seeds_images_t(v, b)
     part = _by_hand(v, b)
     assert alone.prior.df == 0.0 and alone.prior.var is None
@@ -141,7 +141,7 @@ def test_no_information_leaves_the_comparisons_own_test():
     assert alone.p == pytest.approx(2 * sps.t.sf(abs(part["diff"]) / math.sqrt(part["s2"] / 3 + part["image"]), 2))
     # one-seed comparisons measure no noise: they neither feed the fit nor change
     one = stats.compare(v[0], b[0])
-    mixed = stats.moderate([stats.compare(v, b), one])
+    mixed = moderation.moderate([stats.compare(v, b), one])
     assert mixed[0].prior.comparisons == 1 and mixed[1] == one and mixed[1].method == stats.MCNEMAR
 
 
@@ -160,7 +160,7 @@ def test_equal_per_seed_differences_use_the_floor_not_a_zero_variance():
     assert iv.se == pytest.approx(se) and p == pytest.approx(2 * sps.t.sf((1 / 3) / se, 1))
     assert p > 0.2
     for decided in (stats.decide([stats.compare(v, b)], 0.05)[0],
-                    stats.decide(stats.moderate([stats.compare(v, b)]), 0.05)[0]):
+                    stats.decide(moderation.moderate([stats.compare(v, b)]), 0.05)[0]):
         assert decided.verdict == stats.NOISE
 
 
@@ -174,11 +174,11 @@ def test_the_same_difference_on_the_same_images_in_every_seed_has_no_training_va
     assert diff == pytest.approx(0.1) and noise.seed_var == 0.0 and noise.floor == 0.0 and noise.training_var == 0.0
     assert noise.image_var == pytest.approx(np.var(v[0].astype(float), ddof=1) / 10)
     others = [stats.compare(v_, b_) for v_, b_ in _family(1, [0.0, 0.1, 0.0, 0.15, 0.02, 0.05])]
-    alone = stats.moderate(others)[0].prior
-    joined = stats.moderate(others + [stats.compare(v, b)])
+    alone = moderation.moderate(others)[0].prior
+    joined = moderation.moderate(others + [stats.compare(v, b)])
     assert joined[0].prior == alone and alone.comparisons == len(others)
     # it is moderated like the others: the prior's variance, with d0 + d degrees of freedom
-    d0 = min(alone.df, stats.PRIOR_WEIGHT * 2)
+    d0 = min(alone.df, moderation.PRIOR_WEIGHT * 2)
     assert joined[-1].top1.se ** 2 == pytest.approx(d0 * alone.var / (d0 + 2) / 3 + noise.image_var)
 
 
@@ -186,10 +186,10 @@ def test_a_comparison_with_no_spread_at_all_borrows_the_familys_training_varianc
     v, b = np.ones((3, 200), bool), np.zeros((3, 200), bool)
     alone = stats.compare(v, b)
     assert (alone.top1.se, alone.top1.df, alone.p, alone.top1.noise.training_var) == (0.0, 2, 1.0, 0.0)
-    out = stats.moderate([stats.compare(v_, b_) for v_, b_ in _family(1, [0.0, 0.1, 0.0, 0.15, 0.02, 0.05])]
+    out = moderation.moderate([stats.compare(v_, b_) for v_, b_ in _family(1, [0.0, 0.1, 0.0, 0.15, 0.02, 0.05])]
                          + [alone])
     prior, last = out[0].prior, out[-1]
-    d0 = min(prior.df, stats.PRIOR_WEIGHT * 2)
+    d0 = min(prior.df, moderation.PRIOR_WEIGHT * 2)
     assert prior.comparisons == 6 and last.method == stats.MODERATED and last.top1.df == d0 + 2
     assert last.top1.se == pytest.approx(math.sqrt(d0 * prior.var / (d0 + 2) / 3))
 
@@ -204,15 +204,15 @@ def test_one_difference_on_every_image_and_seed_measures_nothing_and_gives_no_ve
 def test_the_seeds_images_setting_keeps_the_comparisons_own_test():
     family = _family(4, [0.002, 0.03, 0.002, 0.06])
     comps = [stats.compare(v, b) for v, b in family]
-    kept = stats.family_test(comps, stats.TEST_SEEDS_IMAGES)
+    kept = moderation.family_test(comps, stats.TEST_SEEDS_IMAGES)
     for c, (v, b) in zip(kept, family):
         part = _by_hand(v, b)
         assert c.method == stats.SEEDS_T and c.prior is None and c.top1.df == 2
         assert c.p == pytest.approx(2 * sps.t.sf(abs(part["diff"]) / math.sqrt(part["s2"] / 3 + part["image"]), 2))
-    moderated = stats.family_test(comps, stats.TEST_MODERATED)
+    moderated = moderation.family_test(comps, stats.TEST_MODERATED)
     assert all(c.method == stats.MODERATED for c in moderated)
     with pytest.raises(ValueError):
-        stats.family_test(comps, "pooled")
+        moderation.family_test(comps, "pooled")
 
 
 def test_verdict_test_setting(tmp_path):

@@ -14,8 +14,9 @@ import yaml
 
 from salclass.lock import folder_lock
 from salclass.study.config import load_study
-from salclass.study.layout import StudyLayout
-from salclass.study.runner import drop_checkpoints, run_study
+from salclass.study.folder import StudyFolder
+from salclass.study.plan import drop_checkpoints
+from salclass.study.runner import run_study
 
 EXPERIMENTS = [
     {"name": "RGB*", "model": "RGB", "stage": "baselines"},
@@ -69,7 +70,7 @@ def _one_line(code: int, err: str) -> str:
 
 def test_the_study_dropped_every_checkpoint_after_the_fine_tune_started(study):
     _, root = study
-    layout = StudyLayout(root, load_study(study[0]))
+    layout = StudyFolder(root, load_study(study[0]))
     for slug in SLUGS:
         run = root / "runs" / slug / "seed0"
         assert (run / "done.json").is_file() and (run / "eval" / "predictions.npz").is_file()
@@ -168,7 +169,7 @@ def _report_of(records: Path, tmp_path: Path) -> str:
 def test_the_checkpoint_dropping_rule_keeps_what_a_fine_tune_needs(study, records, tmp_path):
     r = _copy(records, tmp_path / "drop")
     cfg = load_study(study[0])
-    layout = StudyLayout(r, cfg)
+    layout = StudyFolder(r, cfg)
     runs = {slug: r / "runs" / slug / "seed0" for slug in SLUGS}
     for run in runs.values():
         (run / "checkpoint.pt").write_bytes(b"weights")

@@ -31,7 +31,7 @@ def _config(path: Path, tiny_source: Path, **changes) -> Path:
 def test_a_second_study_on_the_same_folder_is_refused(tiny_source, tmp_path, run_cli, blocked_command):
     cfg = _config(tmp_path / "s.yaml", tiny_source)
     out = tmp_path / "study"
-    first = blocked_command("salclass.study.stages.ensure_store", "study", "--config", cfg, "--out", out)
+    first = blocked_command("salclass.study.steps.ensure_store", "study", "--config", cfg, "--out", out)
     code, _, err = run_cli("study", "--config", cfg, "--out", out)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert f"pid {first.pid} is writing it" in err and "study" in err
@@ -67,13 +67,13 @@ def test_run_settings_are_checked_before_any_data_work(tiny_source, tmp_path, ru
 
 def test_exponent_numbers_reach_the_runs(tiny_source, tmp_path):
     from salclass.study.config import load_study
-    from salclass.study.layout import StudyLayout
-    from salclass.study.runner import train_settings
+    from salclass.study.folder import StudyFolder
+    from salclass.study.plan import train_settings
 
     path = _config(tmp_path / "s.yaml", tiny_source)
     cfg = load_study(path, ["train.lr=1e-3", "train.weight_decay=5e-4"])
     e = cfg.experiments[0]
-    settings = train_settings(cfg, StudyLayout(tmp_path / "study", cfg), e, 0)
+    settings = train_settings(cfg, StudyFolder(tmp_path / "study", cfg), e, 0)
     assert settings["lr"] == 0.001 and settings["weight_decay"] == 0.0005
 
 

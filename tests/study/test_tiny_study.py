@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from salclass.study import stages, stats
+from salclass.study import steps, stats
 from salclass.study.config import load_study
 from salclass.study.runner import run_study
 
@@ -175,7 +175,7 @@ def test_rerun_reuses_every_run_and_report_rebuilds(study, monkeypatch, run_cli)
     def no_training(*a, **k):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(stages, "train", no_training)
+    monkeypatch.setattr(steps, "train", no_training)
     run_study(load_study(cfg_path), root)
     assert ckpt.stat().st_mtime_ns == before
     (root / "report.md").unlink()
@@ -201,7 +201,7 @@ def test_finished_study_can_be_moved(study, tmp_path, monkeypatch, linked_copy):
     cfg_path, root, _ = study
     moved = tmp_path / "moved"
     linked_copy(root, moved)
-    monkeypatch.setattr(stages, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    monkeypatch.setattr(steps, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
     run_study(load_study(cfg_path), moved)
     assert (moved / "report.md").read_text().count("| RGBS-ft |") >= 1
 

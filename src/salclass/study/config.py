@@ -17,9 +17,9 @@ from typing import Any, Literal
 from salclass.precision import PrecisionSetting
 from salclass.settings import SettingsError, read_yaml, settings_from_dict
 
-Stage = Literal["baselines", "stage1", "stage2", "stage3", "controls", "future"]
+Group = Literal["baselines", "stage1", "stage2", "stage3", "controls", "future"]
 
-STAGE_TITLES: dict[str, str] = {
+GROUP_TITLES: dict[str, str] = {
     "baselines": "Baselines without saliency (section 4.1)",
     "stage1": "Stage 1: saliency added to the trained baseline, fine-tuned (sections 3.4, 4.2)",
     "stage2": "Stage 2: saliency concatenated, trained from scratch (sections 3.5, 4.3)",
@@ -99,7 +99,7 @@ class ThesisNumbers:
 class Experiment:
     name: str
     model: str  # a name from salclass.models (e.g. "RGBS", "FanIn3-const")
-    stage: Stage
+    stage: Group  # the experiment group (the config key is `stage`): a report section and figure
     baseline: str | None = None  # the experiment it is compared to
     init_from: str | None = None  # start from this experiment's trained weights (same seed)
     init: Literal["uniform", "zeros", "default"] = "uniform"  # new weights after surgery; thesis: uniform

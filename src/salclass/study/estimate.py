@@ -14,14 +14,13 @@ forward for validation).
 
 from __future__ import annotations
 
-import sys
 from functools import cache
 from pathlib import Path
 
 from salclass.errors import UserError
+from salclass.say import warn
 from salclass.study.config import StudyConfig
-from salclass.study.layout import StudyLayout
-from salclass.study.report import load_study_config
+from salclass.study.folder import StudyFolder, load_study_config
 from salclass.study.subset import choose
 
 
@@ -60,20 +59,20 @@ def measured_rate(root: Path, size: int) -> tuple[float, float, float, list[floa
     if cfg.data.size != size:
         raise UserError(f"{root} measured images of {cfg.data.size} px, this study uses {size} px; "
                         "estimate from a study at the same size")
-    layout = StudyLayout(root, cfg)
+    study = StudyFolder(root, cfg)
     from salclass.data import Store
 
-    n_classes = len(Store.open(layout.val_split).classes)
+    n_classes = len(Store.open(study.val_split).classes)
     work = {True: 0.0, False: 0.0}
     seconds = {True: 0.0, False: 0.0}
     per_run = []
     for e in cfg.experiments:
         for seed in cfg.seeds:
             run_work = run_seconds = 0.0
-            for row in layout.run_folder(e, seed).read_metrics():
+            for row in study.run_folder(e, seed).read_metrics():
                 for train, part in ((True, row.get("train")), (False, row.get("val"))):
                     if not isinstance(part, dict) or not {"images", "seconds"} <= set(part):
-                        raise UserError(f"{layout.run(e, seed)}: epoch {row['epoch']}'s metrics lack images/seconds")
+                        raise UserError(f"{study.run_dir(e, seed)}: epoch {row['epoch']}'s metrics lack images/seconds")
                     g = gflop_per_image(e.model, _crop(cfg.data.size), n_classes, train)
                     work[train] += part["images"] * g
                     seconds[train] += part["seconds"]
@@ -130,8 +129,8 @@ def estimate_cli(cfg: StudyConfig, speeds_root: str) -> int:
     if high > SHARED_SPREAD * low:
         # The networks differ little in GFLOP/s on one machine (docs/training.md), so a wide
         # spread is the load of other jobs, and the pooled rate carries it into every hour below.
-        print(f"warning: the runs of {speeds_root} trained at rates {high / low:.1f}x apart: the machine was "
-              "probably shared while they ran, and these hours are only as good as that rate", file=sys.stderr)
+        warn(f"the runs of {speeds_root} trained at rates {high / low:.1f}x apart: the machine was "
+             "probably shared while they ran, and these hours are only as good as that rate")
     for r in [header, *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
     print(f"total: {pflop:.1f} PFLOP, {total / 3600:.0f} hours ({total / 86400:.1f} days) of training and "

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from salclass.errors import UserError
+from salclass.study.config import GROUP_TITLES, StudyConfig
+from salclass.study.folder import StudyFolder
 from salclass.study.results import StudyResults
 
 
@@ -84,3 +87,63 @@ def _save(fig, out: Path) -> None:
     fig.savefig(buf, format="png")
     _pyplot().close(fig)
     atomic_write_bytes(out, buf.getvalue())
+
+
+def figure_list(cfg: StudyConfig) -> list[tuple[str, str, list[str]]]:
+    """(file stem, title, experiments) of every curve figure: the configured ones, else one per experiment group."""
+    if cfg.figures:
+        return [(f.name, f.title, f.experiments) for f in cfg.figures]
+    return [(f"curves_{group}", title, [e.name for e in cfg.experiments if e.stage == group])
+            for group, title in GROUP_TITLES.items() if any(e.stage == group for e in cfg.experiments)]
+
+
+def draw_figures(res: StudyResults, dest: StudyFolder) -> dict[str, Path]:
+    """Every PNG of the report, written under dest's figures/ before any section
+    is built; a figure that has nothing to show is removed if an earlier report
+    drew it. Returns the drawn ones by file stem."""
+    drawn = {}
+    for name, title, names in figure_list(res.cfg):
+        path = dest.figures / f"{name}.png"
+        if curves(res, names, title, path):
+            drawn[name] = path
+        elif path.exists():
+            path.unlink()
+    grid = _examples(res, dest)
+    if grid is not None:
+        drawn["examples"] = grid
+    return drawn
+
+
+def _examples(res: StudyResults, dest: StudyFolder) -> Path | None:
+    """The first validation images of each class in turn, so every class shows up.
+    Without the store, the grid a copy of the records kept."""
+    import shutil
+
+    from salclass.data import Store
+
+    try:
+        s = Store.open(res.study.val_split)
+    except UserError:
+        kept = res.study.examples_grid
+        if not kept.is_file():
+            return None
+        path = dest.examples_grid
+        if path.resolve() != kept.resolve():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(kept, path)
+        return path
+    if not s.has_saliency or s.count == 0:
+        return None
+    labels = np.asarray(s.labels)
+    per_class = [list(np.flatnonzero(labels == k)) for k in range(len(s.classes))]
+    rows: list[int] = []
+    while len(rows) < min(res.cfg.examples, s.count):
+        for idx in per_class:
+            if idx and len(rows) < res.cfg.examples:
+                rows.append(int(idx.pop(0)))
+    rows.sort()
+    names = [name for _, name in s.classes]
+    titles = [names[int(labels[i])][:18] for i in rows]
+    path = dest.examples_grid
+    example_grid(np.asarray(s.images[rows]), np.asarray(s.saliency[rows]), titles, path)
+    return path

@@ -2,10 +2,11 @@
 
 The driver (this process) keeps everything else: it holds the study folder's
 lock, packs the store, predicts the maps and writes the report. Here it only
-decides which run may start: a run starts once its parent (the run a fine-tune
-starts from, same seed) has finished, and at most N runs go at once. Each task
-trains and evaluates one run folder, writing nothing else, and prints into that
-folder's log.txt. The study folder must be on a filesystem every node sees.
+decides which of the runs salclass.study.plan planned may start: a run starts
+once its parent (the run a fine-tune starts from, same seed) has finished, and
+at most N runs go at once. Each task trains and evaluates one run folder,
+writing nothing else, and prints into that folder's log (RunFolder.log). The
+study folder must be on a filesystem every node sees.
 
 A worker that dies takes its task with it; Ray runs the task again (at most
 RETRIES times) and train(resume=True) continues from the last epoch's
@@ -23,15 +24,16 @@ import sys
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 from salclass.errors import UserError
-from salclass.study import stages
-from salclass.study.config import Experiment, StudyConfig
-from salclass.study.layout import StudyLayout
-from salclass.study.runner import drop_checkpoints, needs_evaluation, train_settings
 from salclass.run_folder import RunFolder
+from salclass.study import steps
+from salclass.study.config import StudyConfig
+from salclass.study.folder import StudyFolder
+from salclass.study.plan import PlannedRun, drop_unneeded_checkpoints, plan_runs
+from salclass.study.steps import note
 
 RETRIES = 3  # a run whose worker died this many times more is given up
 TAIL_LINES = 12  # of a failed run's log, shown in the summary
@@ -40,22 +42,6 @@ STOP_GRACE_S = 60.0  # after Ctrl-C, how long the runs get to stop at a batch bo
 CONNECT_TIMEOUT_S = 10.0  # for the head node to answer at --ray-address
 # Only small dicts travel through Ray's object store; a small one spares shared machines' /dev/shm.
 OBJECT_STORE_BYTES = 100 * 1024 ** 2
-
-
-def _say(msg: str) -> None:
-    print(f"[study] {msg}", file=sys.stderr, flush=True)
-
-
-@dataclass
-class _Run:
-    e: Experiment
-    seed: int
-    settings: dict
-    parent: str | None  # the name of the run this one starts from
-
-    @property
-    def name(self) -> str:
-        return f"{self.e.name} seed {self.seed}"
 
 
 @contextmanager
@@ -88,8 +74,8 @@ def run_one(settings: dict, val_split: str) -> str | None:
         # The pid names the process to look for when a run hangs (or a test kills it).
         print(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} on {socket.gethostname()}, pid {os.getpid()}", flush=True)
         try:
-            stages.train(settings)
-            stages.evaluate(folder.path, Path(val_split), settings.get("device", "auto"))
+            steps.train(settings)
+            steps.evaluate(folder.path, Path(val_split), settings.get("device", "auto"))
         except UserError as e:
             print(f"error: {e}", flush=True)
             return str(e)
@@ -179,9 +165,9 @@ class _Progress:
     finished since the study started, over every running run, measure the rate
     at which this study's workers get through them."""
 
-    def __init__(self, todo: list[_Run], total: int, reused: int):
+    def __init__(self, todo: list[PlannedRun], total: int, reused: int):
         self.total, self.reused = total, reused
-        self.runs = [(RunFolder(r.settings["out"]), stages.train_config(r.settings).epochs) for r in todo]
+        self.runs = [(RunFolder(r.settings["out"]), steps.train_config(r.settings).epochs) for r in todo]
         self.epochs = sum(n for _, n in self.runs)
         self.at_start = self._epochs_done()
         self.start = time.monotonic()
@@ -209,28 +195,19 @@ class _Progress:
         if epochs > self.at_start and running + waiting:
             rate = (epochs - self.at_start) / el
             left = f", about {(self.epochs - epochs) / rate / 60:.0f} min left"
-        _say(f"{line}; epochs {epochs}/{self.epochs} ({el / 60:.1f} min elapsed{left})")
+        note(f"{line}; epochs {epochs}/{self.epochs} ({el / 60:.1f} min elapsed{left})")
 
 
-def _plan(cfg: StudyConfig, layout: StudyLayout) -> tuple[list[_Run], int]:
-    """The runs still to do, parents first, and how many are reused as they are."""
-    todo, reused = [], 0
-    for e in cfg.order():
-        for seed in cfg.seeds:
-            settings = train_settings(cfg, layout, e, seed)
-            folder = layout.run_folder(e, seed)
-            if folder.is_finished():
-                stages.check_run_settings(layout.run(e, seed), settings)
-                if not needs_evaluation(folder):
-                    reused += 1
-                    continue
-            parent = f"{e.init_from} seed {seed}" if e.init_from is not None else None
-            # Progress bars redrawn with carriage returns would fill the run's log.txt.
-            todo.append(_Run(e, seed, {**_absolute(settings), "progress": False}, parent))
-    return todo, reused
+def _tasks(cfg: StudyConfig, study: StudyFolder) -> tuple[list[PlannedRun], int]:
+    """The planned runs still to do, parents first, with the settings their
+    tasks get, and how many are reused as they are."""
+    runs = plan_runs(cfg, study)
+    # Progress bars redrawn with carriage returns would fill the run's log.
+    todo = [replace(r, settings={**_absolute(r.settings), "progress": False}) for r in runs if r.action != "reuse"]
+    return todo, len(runs) - len(todo)
 
 
-def _resources(run: _Run, gpus: bool) -> dict:
+def _resources(run: PlannedRun, gpus: bool) -> dict:
     threads = run.settings.get("threads")
     if gpus and run.settings.get("device", "auto") != "cpu":
         return {"num_gpus": 1, "num_cpus": threads or 1}
@@ -240,29 +217,28 @@ def _resources(run: _Run, gpus: bool) -> dict:
     return {"num_cpus": threads, "num_gpus": 0}
 
 
-def check_local(cfg: StudyConfig, layout: StudyLayout) -> None:
+def check_local(cfg: StudyConfig, study: StudyFolder) -> None:
     """Before the data are prepared: the runs of a study on a local Ray can claim their resources."""
     import torch
 
-    for e in cfg.order():
-        for seed in cfg.seeds:
-            _resources(_Run(e, seed, train_settings(cfg, layout, e, seed), None), torch.cuda.is_available())
+    for run in plan_runs(cfg, study):
+        _resources(run, torch.cuda.is_available())
 
 
-def run_parallel(cfg: StudyConfig, layout: StudyLayout, jobs: int, drop: bool = False) -> None:
+def run_parallel(cfg: StudyConfig, study: StudyFolder, jobs: int, drop: bool = False) -> None:
     """Train and evaluate every run not yet finished, at most `jobs` at once, on
     the Ray cluster this process has joined, or else on a local Ray started here
     for the runs. Raises UserError naming every failed or skipped run. With
-    `drop`, the driver deletes checkpoints no run needs any more (runner.drop_checkpoints)
+    `drop`, the driver deletes checkpoints no run needs any more (plan.drop_unneeded_checkpoints)
     at the start and after every finished run."""
     import ray
 
-    todo, reused = _plan(cfg, layout)
-    after_run = (lambda: _dropped(drop_checkpoints(cfg, layout))) if drop else (lambda: None)
+    todo, reused = _tasks(cfg, study)
+    after_run = (lambda: drop_unneeded_checkpoints(cfg, study)) if drop else (lambda: None)
     after_run()
     total = len(todo) + reused
     if reused:
-        _say(f"{reused} of {total} runs were already finished and reused")
+        note(f"{reused} of {total} runs were already finished and reused")
     if not todo:
         return
     local = not ray.is_initialized()
@@ -271,18 +247,13 @@ def run_parallel(cfg: StudyConfig, layout: StudyLayout, jobs: int, drop: bool = 
         ray.init(include_dashboard=False, log_to_driver=False, logging_level="warning",
                  object_store_memory=OBJECT_STORE_BYTES)
     try:
-        _schedule(todo, reused, total, jobs, str(layout.val_split.absolute()), after_run)
+        _schedule(todo, reused, total, jobs, str(study.val_split.absolute()), after_run)
     finally:
         if local:
             ray.shutdown()
 
 
-def _dropped(n: int) -> None:
-    if n:
-        _say(f"dropped {n} checkpoint(s) of finished, evaluated runs no fine-tune still starts from")
-
-
-def _schedule(todo: list[_Run], reused: int, total: int, jobs: int, val_split: str, after_run) -> None:
+def _schedule(todo: list[PlannedRun], reused: int, total: int, jobs: int, val_split: str, after_run) -> None:
     import ray
 
     gpus = ray.cluster_resources().get("GPU", 0) > 0
@@ -323,7 +294,7 @@ def _schedule(todo: list[_Run], reused: int, total: int, jobs: int, val_split: s
                     failed[run.name] = f"failed: {error}\n  last lines of {log}:\n{_tail(log)}"
         progress.show(reused + len(finished), 0, 0, len(failed))
     except KeyboardInterrupt:
-        _say(f"stopping {len(running)} running run(s) at their next batch; each keeps its last finished epoch")
+        note(f"stopping {len(running)} running run(s) at their next batch; each keeps its last finished epoch")
         for ref in running:
             ray.cancel(ref)
         if running:

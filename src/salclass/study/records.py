@@ -1,10 +1,11 @@
 """`salclass records DIR OUT`: a study's records, small enough to commit.
 
-A record is what the report reads and nothing else: the study's study.yaml,
-params.json, saliency_eval.json, store.json and the grid of maps it drew
-(figures/examples.png), and for every finished, evaluated run its
-RECORD_FILES (settings, metrics, done marker, evaluation with the per-image
-predictions), in the study folder's own layout. No checkpoint, no store: tens
+A record is what the report reads and nothing else: the study's own files
+(salclass.study.folder.RECORD_FILES: its settings, parameter table, saliency
+metrics and store summary) and the grid of maps it drew, and for every
+finished, evaluated run its run folder's RECORD_FILES (settings, metrics, done
+marker, evaluation with the per-image predictions), in the study folder's own
+arrangement. No checkpoint, no store: tens
 of KB a run. `salclass report OUT` rebuilds the report from them, and
 `salclass study --out` on a copy of OUT reuses every run in it and trains only
 what is missing.
@@ -19,14 +20,14 @@ files are no longer rewritten, and every file is replaced in one rename.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from salclass.errors import UserError
 from salclass.io import atomic_write_bytes
 from salclass.lock import LOCK_NAME, folder_lock
+from salclass.say import say
 from salclass.settings import to_dict
-from salclass.study.layout import RECORD_FILES, STUDY_YAML, StudyLayout, read_study_config
+from salclass.study.folder import RECORD_FILES, STUDY_YAML, StudyFolder, read_study_config
 from salclass.run_folder import RECORD_FILES as RUN_RECORD_FILES
 
 
@@ -70,19 +71,19 @@ def export_records(study_dir: str | Path, out: str | Path) -> dict:
         raise UserError(f"{out}: is the study folder itself; name another folder for its records")
     _check_out(out, cfg)
     out.mkdir(parents=True, exist_ok=True)
-    layout, dest = StudyLayout(src, cfg), StudyLayout(out, cfg)
+    study, dest = StudyFolder(src, cfg), StudyFolder(out, cfg)
     copied = written = 0
     unfinished = []
     with folder_lock(out, exclusive=True):
         for name in RECORD_FILES:
             if (src / name).is_file():
                 written += _copy(src / name, out / name)
-        grid = layout.figures / "examples.png"
+        grid = study.examples_grid
         if grid.is_file():
-            written += _copy(grid, dest.figures / grid.name)
+            written += _copy(grid, dest.examples_grid)
         for e in cfg.experiments:
             for seed in cfg.seeds:
-                folder = layout.run_folder(e, seed)
+                folder = study.run_folder(e, seed)
                 if not folder.is_record():
                     unfinished.append(f"{e.name} seed {seed}")
                     continue
@@ -93,7 +94,7 @@ def export_records(study_dir: str | Path, out: str | Path) -> dict:
                 folder.read_metrics()
                 for rel in RUN_RECORD_FILES:
                     if (folder.path / rel).is_file():
-                        written += _copy(folder.path / rel, dest.run(e, seed) / rel)
+                        written += _copy(folder.path / rel, dest.run_dir(e, seed) / rel)
                 copied += 1
     return {"runs": copied, "unfinished": unfinished, "bytes_written": written, "out": str(out)}
 
@@ -103,5 +104,5 @@ def records_cli(study_dir: str, out: str) -> int:
     print(f"records: {r['runs']} finished run(s) of {study_dir} in {r['out']} "
           f"({r['bytes_written'] / 1e3:.0f} KB written; unchanged files left as they were)")
     if r["unfinished"]:
-        print(f"not finished, not copied: {', '.join(r['unfinished'])}", file=sys.stderr)
+        say(f"not finished, not copied: {', '.join(r['unfinished'])}")
     return 0

@@ -3,7 +3,7 @@
 Nothing here trains or evaluates: every number comes from files the training
 stage wrote (each run folder's metrics and evaluation, read through
 salclass.run_folder), and the accuracies are computed from the
-per-image predictions (eval.json's summary must agree with them). A run folder
+per-image predictions (the evaluation's summary must agree with them). A run folder
 is read as a record: its checkpoint is not needed. Accuracies are kept in
 percent from here on.
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from salclass.errors import UserError
-from salclass.study import stats
+from salclass.study import moderation, stats
 from salclass.study.config import StudyConfig
-from salclass.study.layout import StudyLayout
+from salclass.study.folder import StudyFolder
 
 
 @dataclass
@@ -61,7 +61,7 @@ class PairResult:
 @dataclass
 class StudyResults:
     cfg: StudyConfig
-    layout: StudyLayout
+    study: StudyFolder
     experiments: dict[str, ExperimentResult]
     pairs: list[PairResult]
     unverified: list[Path] = field(default_factory=list)  # record files read without a checksum
@@ -128,13 +128,13 @@ def _class_gains(var: list[RunRecord], base: list[RunRecord], top: int = 3) -> l
 
 
 def collect(root: str | Path, cfg: StudyConfig) -> StudyResults:
-    layout = StudyLayout(root, cfg)
+    study = StudyFolder(root, cfg)
     exps: dict[str, ExperimentResult] = {}
     unverified: list[Path] = []
     for e in cfg.experiments:
         runs, missing = {}, []
         for seed in cfg.seeds:
-            rec = load_run(layout.run(e, seed), seed, unverified)
+            rec = load_run(study.run_dir(e, seed), seed, unverified)
             if rec is None:
                 missing.append(seed)
             else:
@@ -168,7 +168,7 @@ def collect(root: str | Path, cfg: StudyConfig) -> StudyResults:
                                 _class_gains(var, base)))
     # One family: every comparison the report makes, tested and adjusted together.
     done = [p for p in pairs if p.result is not None]
-    tested = stats.family_test([p.result for p in done], cfg.verdict_test)
+    tested = moderation.family_test([p.result for p in done], cfg.verdict_test)
     for p, decided in zip(done, stats.decide(tested, cfg.alpha)):
         p.result = decided
-    return StudyResults(cfg, layout, exps, pairs, unverified, layout.unaccounted_runs())
+    return StudyResults(cfg, study, exps, pairs, unverified, study.unaccounted_runs())

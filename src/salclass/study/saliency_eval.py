@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from salclass.study.config import SaliencySettings
-from salclass.study.layout import SALIENCY_TYPE
+from salclass.study.folder import SALIENCY_TYPE
 
 
 def score(sal: SaliencySettings) -> dict:

@@ -18,6 +18,7 @@ SALIENCY_JSON = "saliency_eval.json"
 STORE_JSON = "store.json"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
+EXAMPLES_PNG = "examples.png"  # under figures/: the grid of images and maps, kept with the records
 
 PARAMS_TYPE = "salclass.study_params"
 SALIENCY_TYPE = "salclass.study_saliency_eval"
@@ -41,7 +42,12 @@ def read_study_config(path: str | Path) -> tuple[StudyConfig, bool]:
     return settings_from_dict(StudyConfig, read_yaml(path)), verified
 
 
-class StudyLayout:
+def load_study_config(root: str | Path) -> StudyConfig:
+    """The settings of the study in folder `root` (its study.yaml)."""
+    return read_study_config(Path(root) / STUDY_YAML)[0]
+
+
+class StudyFolder:
     def __init__(self, root: str | Path, cfg: StudyConfig):
         self.root = Path(root)
         self.cfg = cfg
@@ -73,17 +79,17 @@ class StudyLayout:
     def runs(self) -> Path:
         return self.root / "runs"
 
-    def run(self, e: Experiment, seed: int) -> Path:
+    def run_dir(self, e: Experiment, seed: int) -> Path:
         return self.runs / e.slug / f"seed{seed}"
 
     def run_folder(self, e: Experiment, seed: int):
-        """The run folder of experiment `e` with `seed`, through its owner in salclass.training."""
+        """The run folder of experiment `e` with `seed`, through its owner, salclass.run_folder."""
         from salclass.run_folder import RunFolder
 
-        return RunFolder(self.run(e, seed))
+        return RunFolder(self.run_dir(e, seed))
 
     def expected_runs(self) -> set[Path]:
-        return {self.run(e, s) for e in self.cfg.experiments for s in self.cfg.seeds}
+        return {self.run_dir(e, s) for e in self.cfg.experiments for s in self.cfg.seeds}
 
     def unaccounted_runs(self) -> list[Path]:
         """Folders under runs/ that are no run of this config (a study.yaml cut
@@ -123,3 +129,7 @@ class StudyLayout:
     @property
     def figures(self) -> Path:
         return self.root / "figures"
+
+    @property
+    def examples_grid(self) -> Path:
+        return self.figures / EXAMPLES_PNG

@@ -1,21 +1,25 @@
 """The study's calls into the other stages, through their public functions only.
 
 Each function here does one step of a study and is a no-op when that step's
-result is already complete in the study folder.
+result is already complete in the study folder. What each step does is said
+with `note`, the study's notice line.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 from salclass.errors import UserError
 from salclass.io import atomic_write_json
+from salclass.say import say
 from salclass.study.config import StudyConfig
-from salclass.study.layout import PARAMS_TYPE, STORE_SUMMARY_TYPE, StudyLayout
+from salclass.study.folder import PARAMS_TYPE, STORE_SUMMARY_TYPE, StudyFolder
 from salclass.study.subset import make_subset
 
-Say = Callable[[str], None]
+
+def note(msg: str) -> None:
+    """One notice of the study on stderr, through salclass.say, marked as the study's."""
+    say(f"[study] {msg}")
 
 
 def _open(split_dir: Path):
@@ -32,68 +36,68 @@ def _open(split_dir: Path):
         return None
 
 
-def ensure_store(cfg: StudyConfig, layout: StudyLayout, say: Say) -> None:
+def ensure_store(cfg: StudyConfig, study: StudyFolder) -> None:
     if cfg.data.store is not None:
-        for split in (layout.train_split, layout.val_split):
+        for split in (study.train_split, study.val_split):
             if _open(split) is None:
                 raise UserError(f"data.store: {split} is not a complete store split (run salclass prepare)")
-        say(f"store: using {layout.store}")
+        note(f"store: using {study.store}")
         return
-    if _open(layout.train_split) is not None and _open(layout.val_split) is not None:
-        say(f"store: {layout.store} is complete, reused")
+    if _open(study.train_split) is not None and _open(study.val_split) is not None:
+        note(f"store: {study.store} is complete, reused")
         return
     from salclass.data.prepare import prepare
 
     src = cfg.data.source
     if cfg.data.is_subset:
-        src = make_subset(cfg.data, layout.source)
-        say(f"store: packing a subset of {cfg.data.source} (links in {src})")
+        src = make_subset(cfg.data, study.source)
+        note(f"store: packing a subset of {cfg.data.source} (links in {src})")
     else:
-        say(f"store: packing {src}")
-    for r in prepare(src, layout.store, cfg.data.size, seed=cfg.data.seed, workers=cfg.data.workers):
-        say(f"store: {r['split']}: found {r['found']} = stored {r['stored']} + rejected {r['rejected']}")
-    for split in (layout.train_split, layout.val_split):
+        note(f"store: packing {src}")
+    for r in prepare(src, study.store, cfg.data.size, seed=cfg.data.seed, workers=cfg.data.workers):
+        note(f"store: {r['split']}: found {r['found']} = stored {r['stored']} + rejected {r['rejected']}")
+    for split in (study.train_split, study.val_split):
         if _open(split) is None:
             raise UserError(f"{split}: no such split after packing (the source needs train/ and val/)")
 
 
-def ensure_maps(cfg: StudyConfig, layout: StudyLayout, say: Say) -> None:
+def ensure_maps(cfg: StudyConfig, study: StudyFolder) -> None:
     from salclass.saliency.predict import cpu_precision, model_identity, predict_into_store, same_model
 
     identity = model_identity(cfg.saliency.model)
     precision = None
-    for split in (layout.train_split, layout.val_split):
+    for split in (study.train_split, study.val_split):
         s = _open(split)
         if s is not None and s.has_saliency and same_model(s.saliency_model, identity):
-            say(f"saliency: {split} has complete maps of {s.saliency_model}, reused")
+            note(f"saliency: {split} has complete maps of {s.saliency_model}, reused")
             continue
         precision = precision or cpu_precision(cfg.saliency.precision)
-        say(f"saliency: predicting maps for {split} with {cfg.saliency.model} in {precision}")
+        note(f"saliency: predicting maps for {split} with {cfg.saliency.model} in {precision}")
         predict_into_store(split, model=cfg.saliency.model, batch_size=cfg.saliency.batch_size, overwrite=False,
                            precision=precision)
 
 
-def record_store(layout: StudyLayout) -> None:
+def record_store(study: StudyFolder) -> None:
     """What the report says of the store (counts, classes), kept in the study
     folder so a copy of its records reports it without the store."""
     from salclass import checksum
 
     splits = {}
-    for name, split in (("train", layout.train_split), ("val", layout.val_split)):
+    for name, split in (("train", study.train_split), ("val", study.val_split)):
         s = _open(split)
         splits[name] = {"count": s.count, "size": s.size, "classes": [[w, n] for w, n in s.classes],
                         "mean": [float(m) for m in s.mean], "fingerprint": s.meta.get("fingerprint"),
                         "saliency_model": s.saliency_model}
-    checksum.write_json(layout.store_summary, {"type": STORE_SUMMARY_TYPE, "version": 1, **splits})
+    checksum.write_json(study.store_summary, {"type": STORE_SUMMARY_TYPE, "version": 1, **splits})
 
 
-def record_params(cfg: StudyConfig, layout: StudyLayout) -> None:
+def record_params(cfg: StudyConfig, study: StudyFolder) -> None:
     """The parameter counts of the study's networks at its input size and class count."""
     from salclass.data import default_crop
     from salclass.models import describe_models, get_variant
     from salclass.models.params import BASELINE, params_report
 
-    store = _open(layout.train_split)
+    store = _open(study.train_split)
     size = default_crop(cfg.data.size)
     rep = params_report(size, len(store.classes))
     used: dict[str, list[str]] = {}
@@ -104,20 +108,20 @@ def record_params(cfg: StudyConfig, layout: StudyLayout) -> None:
     for name in [BASELINE] + [n for n in used if n != BASELINE]:
         models[name] = {"total": rep["variants"][name]["total"], "used_by": used.get(name, []),
                         "description": about.get(name, "")}
-    atomic_write_json(layout.params, {
+    atomic_write_json(study.params, {
         "type": PARAMS_TYPE, "version": 1, "input_size": size, "num_classes": len(store.classes),
         "baseline": BASELINE, "models": models, "thesis": rep.get("thesis", []),
     })
 
 
-def record_saliency_metrics(cfg: StudyConfig, layout: StudyLayout, say: Say) -> None:
+def record_saliency_metrics(cfg: StudyConfig, study: StudyFolder) -> None:
     """Score the saliency model on fixation data once (the table is kept in the study folder)."""
-    if cfg.saliency.eval_data is None or layout.saliency.is_file():
+    if cfg.saliency.eval_data is None or study.saliency.is_file():
         return
     from salclass.study.saliency_eval import score
 
-    say(f"saliency: scoring {cfg.saliency.model} on {cfg.saliency.eval_data} ({cfg.saliency.eval_split})")
-    atomic_write_json(layout.saliency, score(cfg.saliency))
+    note(f"saliency: scoring {cfg.saliency.model} on {cfg.saliency.eval_data} ({cfg.saliency.eval_split})")
+    atomic_write_json(study.saliency, score(cfg.saliency))
 
 
 def train_config(settings: dict):
@@ -125,24 +129,6 @@ def train_config(settings: dict):
     from salclass.training import TrainConfig
 
     return settings_from_dict(TrainConfig, settings)
-
-
-def check_run_settings(run_dir: Path, settings: dict) -> None:
-    """A finished run is reused only if it is the same run (the run folder's rule)
-    and as long as the study wants it."""
-    from salclass.settings import to_dict
-    from salclass.run_folder import MAY_DIFFER_IN_A_STUDY, RunFolder, settings_difference
-
-    folder = RunFolder(run_dir)
-    if not folder.config.is_file():
-        raise UserError(f"{run_dir}: finished run without its saved settings ({folder.config.name}); "
-                        "delete the folder to rerun it")
-    saved = folder.read_config()
-    now = to_dict(train_config(settings))
-    diff = settings_difference(saved, now, MAY_DIFFER_IN_A_STUDY)
-    if diff:
-        raise UserError(f"{run_dir}: was trained with other settings ({diff}); delete that run folder or use "
-                        "another --out")
 
 
 def train(settings: dict) -> None:

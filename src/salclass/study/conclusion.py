@@ -1,0 +1,134 @@
+"""The report's conclusion, generated from the comparisons' numbers by the rules
+of salclass.study.claims."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from salclass.io import read_json
+from salclass.study import stats
+from salclass.study.claims import answer, claim_status, direction, saliency_experiment
+from salclass.study.folder import StudyFolder
+from salclass.study.render import Block, fmt_count, fmt_p, fmt_points
+from salclass.study.results import PairResult, StudyResults
+
+
+def conclusions(res: StudyResults) -> list[Block]:
+    """Plain-language findings, each derived from a comparison by fixed rules
+    (`claim_status` for the thesis's claims, the verdict for the rest)."""
+    done = [p for p in res.pairs if p.result is not None]
+    out = [Block("h2", "Conclusion (generated from the numbers above)")]
+    if not done:
+        return out + [Block("p", "No comparison has both of its runs finished yet.")]
+    # Two runs that agree on every image give a zero-width interval, which says nothing about resolution.
+    widths = [100.0 * (p.result.top1.high - p.result.top1.low) / 2 for p in done
+              if p.result.top1.high > p.result.top1.low]
+    images = max(p.images for p in done)
+    n_seeds = max(len(p.seeds) for p in done)
+    if widths:
+        covers = "the choice of images and training noise" if n_seeds >= 2 else "the choice of images only"
+        text = (f"Resolution: with {images} validation images and {n_seeds} seed(s), the 95% intervals (covering "
+                f"{covers}) of the pairs that disagree on some image are about ±{float(np.median(widths)):.1f} "
+                "points wide (median), so smaller differences cannot be told from noise in this study.")
+        needed = [100.0 * stats.needed_difference(p.result, res.cfg.alpha) for p in done
+                  if p.result.can_decide and p.result.top1.se]
+        if needed:
+            text += (f" After the adjustment for {done[0].result.family} comparisons, a verdict needs a difference "
+                     f"of about {float(np.median(needed)):.1f} points (median over the pairs; the first step of "
+                     f"Holm's method at {n_seeds} seeds). More seeds narrow both.")
+        out.append(Block("p", text))
+
+    margin = res.cfg.equivalence_margin
+    claims, answers = [], []
+    for p in done:
+        claim = p.claim
+        if p.thesis_delta is not None:
+            claim = direction(p.thesis_delta)
+            thesis = f"the thesis reports {p.thesis_delta:+.2f} points top-1"
+        elif claim == "same":
+            thesis = "the thesis reports no difference"
+        else:
+            thesis = f"the thesis reports {p.variant} {claim} than {p.against}"
+        if claim is not None:
+            label = f"{p.question} " if p.question else ""
+            claims.append(f"{label}{p.variant} vs {p.against}: {thesis}; here {_diff_text(p)}: "
+                          f"**{claim_status(claim, p.result, margin, res.cfg.alpha)}**.")
+        elif p.question or not saliency_experiment(res, p) or res.cfg.experiment(p.variant).stage == "future":
+            q = p.question or f"Does {p.variant} differ from {p.against}?"
+            answers.append(f"{q} {_diff_text(p)}: **{answer(p.result, p)}**.")
+    if claims:
+        out += [Block("h3", "The thesis's claims"), Block("list", items=claims)]
+    if answers:
+        out += [Block("h3", "What the controls and the new experiments show"), Block("list", items=answers)]
+    out += _overall(res, done)
+    out += _untrained(res)
+    out += _params_conclusion(res.study)
+    return out
+
+
+def _diff_text(p: PairResult) -> str:
+    c = p.result
+    adj = "" if c.p_adjusted is None else f", Holm-adjusted p = {fmt_p(c.p_adjusted)}"
+    scope = "" if c.can_decide else ", images only"
+    return (f"{p.variant} − {p.against} = {fmt_points(c.top1.diff)} points top-1 "
+            f"(95% CI {fmt_points(c.top1.low)} to {fmt_points(c.top1.high)}{scope}; p = {fmt_p(c.p)}{adj})")
+
+
+def _overall(res: StudyResults, done: list[PairResult]) -> list[Block]:
+    """The count over saliency experiments only; controls answer other questions."""
+    saliency = [p for p in done if saliency_experiment(res, p)]
+    others = len(done) - len(saliency)
+    if not saliency:
+        return []
+    best = max(saliency, key=lambda p: p.result.top1.diff)
+    worst = min(saliency, key=lambda p: p.result.top1.diff)
+    excluded = (f" (the other {others} comparisons, controls, baselines and further questions, are not counted "
+                "here)" if others else "")
+    decidable = [p for p in saliency if p.result.can_decide]
+    if decidable:
+        counts = {v: sum(p.result.verdict == v for p in decidable) for v in (stats.BETTER, stats.WORSE, stats.NOISE)}
+        text = (f"Overall, of {len(decidable)} saliency experiments compared with their baselines{excluded}, "
+                f"{counts[stats.BETTER]} are better, {counts[stats.WORSE]} are worse and "
+                f"{counts[stats.NOISE]} are not distinguishable from noise.")
+        undecided = len(saliency) - len(decidable)
+        if undecided:
+            text += f" {undecided} more have one seed only and no verdict."
+    else:
+        up = sum(p.result.top1.diff > 0 for p in saliency)
+        down = sum(p.result.top1.diff < 0 for p in saliency)
+        text = (f"Overall, {len(saliency)} saliency experiments were compared with their baselines{excluded}, "
+                "with one seed each, so none gets a verdict: training noise was not measured. "
+                f"{up} differences point up and {down} down.")
+    if best.result.top1.diff > 0:
+        text += (f" The largest gain is {best.variant} over {best.against} "
+                 f"({fmt_points(best.result.top1.diff)} points, {best.result.verdict}).")
+    if worst.result.top1.diff < 0:
+        text += (f" The largest loss is {worst.variant} against {worst.against} "
+                 f"({fmt_points(worst.result.top1.diff)} points, {worst.result.verdict}).")
+    return [Block("p", text)]
+
+
+def _untrained(res: StudyResults) -> list[Block]:
+    """Runs that give every validation image the same class have not learned to tell classes apart."""
+    stuck = [f"{name} (seed {r.seed})" for name, e in res.experiments.items() for r in e.runs.values()
+             if r.predicted_classes == 1 and len(r.class_names) > 1]
+    if not stuck:
+        return []
+    return [Block("p", f"{len(stuck)} of {sum(len(e.runs) for e in res.experiments.values())} runs predict the "
+                       "same class for every validation image, so they have not learned to tell the classes "
+                       "apart yet and their comparisons say nothing about saliency: " + ", ".join(stuck) + ". "
+                       "Longer runs (a larger epoch_scale) or more images are needed.")]
+
+
+def _params_conclusion(study: StudyFolder) -> list[Block]:
+    if not study.params.is_file():
+        return []
+    claims = read_json(study.params).get("thesis") or []
+    wrong = [c for c in claims if not c["matches"]]
+    if not claims:
+        return []
+    text = f"Of the thesis's {len(claims)} parameter figures, {len(claims) - len(wrong)} match the networks built here"
+    if wrong:
+        text += "; these do not: " + "; ".join(f"{c['claim']} (stated {fmt_count(c['stated'])}, counted "
+                                                f"{fmt_count(c['actual'])})" for c in wrong)
+    return [Block("p", text + ".")]
