@@ -1,8 +1,8 @@
 """Checksums written with the small record files, checked when they are read.
 
 Checkpoints carry `content_sha256` (salclass.io); the JSON and YAML records
-that a report's numbers rest on (a run's done.json, eval.json and metrics
-lines, a store's meta.json and saliency.json, a study's study.yaml) carry one
+that a report's numbers rest on (a run's record files, salclass.run_folder;
+a store's meta.json and saliency.json, a study's study.yaml) carry one
 too, inside the file, so that the file and its checksum are written in one
 atomic rename and can never disagree after a crash:
 

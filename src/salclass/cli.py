@@ -14,6 +14,8 @@ import sys
 import threading
 
 from salclass.errors import Interrupted, UserError, interruption, signal_number
+from salclass.run_folder import CHECKPOINT_NAME, TRUNK_NAME
+from salclass.say import say
 
 
 # --- data: prepare, inspect ------------------------------------------------
@@ -69,7 +71,7 @@ def _add_saliency_commands(sub: argparse._SubParsersAction) -> None:
 
     p = ssub.add_parser("pretrain", help="pre-train a saliency model's trunk as a classifier of a store's train split")
     p.add_argument("store", help="store folder (salclass prepare); its train split is read")
-    p.add_argument("--out", required=True, help="run folder; the trunk is written to OUT/trunk.pt")
+    p.add_argument("--out", required=True, help=f"run folder; the trunk is written to OUT/{TRUNK_NAME}")
     p.add_argument("--model", default="fcn", help="saliency model name (default fcn)")
     p.add_argument("--config", default=None, help="YAML settings file (configs/saliency/pretrain.yaml)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
@@ -217,7 +219,7 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_train)
 
     p = sub.add_parser("evaluate", help="evaluate a run or checkpoint on a store")
-    p.add_argument("run", metavar="RUN_OR_CKPT", help="a run folder or a checkpoint.pt")
+    p.add_argument("run", metavar="RUN_OR_CKPT", help=f"a run folder or a {CHECKPOINT_NAME}")
     p.add_argument("--store", required=True, help="a store split with the evaluation images (a store root means its val/)")
     p.add_argument("--out", default=None, help="folder for the results (default: RUN/eval)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -341,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _stopped(e: KeyboardInterrupt) -> int:
     signum = signal_number(e)
-    print(f"salclass: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+    say(f"salclass: stopped by {signal.Signals(signum).name}", every_rank=True)
     return 128 + signum
 
 
@@ -349,7 +351,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as e:
-        print(f"salclass: error: {e}", file=sys.stderr)
+        say(f"salclass: error: {e}", every_rank=True)
         return 2
     except KeyboardInterrupt as e:
         # 128 + signal, as a shell reports it.
@@ -370,7 +372,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if refused is None:
             raise
         where = f"{refused.filename}: cannot write" if refused.filename else "cannot write (the file was not named)"
-        print(f"salclass: error: {where} ({refused.strerror}); nothing was marked complete", file=sys.stderr)
+        say(f"salclass: error: {where} ({refused.strerror}); nothing was marked complete", every_rank=True)
         return 2
 
 

@@ -18,10 +18,15 @@ def _is_rank_zero() -> bool:
     return os.environ.get("RANK", "0") in ("", "0")
 
 
-def say(msg: str) -> None:
-    """Print one notice line on stderr, safe beside progress bars; silent on ranks other than 0."""
-    if _is_rank_zero():
+def say(msg: str, every_rank: bool = False) -> None:
+    """Print one notice line on stderr, safe beside progress bars; silent on ranks other than 0
+    unless `every_rank` (a process's own error or stop line, which only that process can tell)."""
+    if every_rank or _is_rank_zero():
         tqdm.write(msg, file=sys.stderr)
+
+
+def quiet(msg: str) -> None:
+    """The printer to pass where a caller wants no notices."""
 
 
 def warn(msg: str) -> None:

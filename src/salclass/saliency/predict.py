@@ -14,7 +14,6 @@ complete maps of the same model in either precision are kept.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -30,6 +29,7 @@ from salclass.precision import resolve_precision
 from salclass.saliency.models import DEFAULT_MODEL, Predictor, load_model, shipped_weights
 from salclass.saliency.models.base import BF16_SUFFIX
 from salclass.run_folder import RunFolder
+from salclass.say import quiet as say_nothing, say
 
 
 def model_identity(name_or_ckpt: str | Path, precision: str = "fp32") -> str:
@@ -47,8 +47,7 @@ def same_model(a: str | None, b: str) -> bool:
 def cpu_precision(setting: str, quiet: bool = False) -> str:
     """The precision saliency prediction runs in for `setting` (it runs on the CPU);
     `quiet` drops the fallback note where the output names the precision anyway."""
-    say = (lambda m: None) if quiet else (lambda m: tqdm.write(m, file=sys.stderr))
-    return resolve_precision(setting, torch.device("cpu"), say=say)
+    return resolve_precision(setting, torch.device("cpu"), say=say_nothing if quiet else say)
 
 
 def _precision_for(net, setting: str) -> str:

@@ -1,6 +1,6 @@
 """An ensemble: the mean of several trained saliency models' densities.
 
-    salclass saliency ensemble RUN1/best.pt RUN2/best.pt [...] --out ensemble.pt
+    salclass saliency ensemble RUN1 RUN2 [...] --out ensemble.pt
 
 Nets trained from other seeds agree where the image says clearly where people
 look and disagree elsewhere; averaging their densities keeps the first and
