@@ -14,7 +14,7 @@ import sys
 import threading
 
 from salclass.errors import Interrupted, UserError, interruption, signal_number
-from salclass.run_folder import CHECKPOINT_NAME, TRUNK_NAME
+from salclass.run_folder import CHECKPOINT_NAME, CONFIG_NAME, TRUNK_NAME
 from salclass.say import say
 
 
@@ -215,7 +215,7 @@ def _add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="YAML settings file")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     p.add_argument("--resume", action="store_true",
-                   help="continue the unfinished run in the out folder (without --config: its own config.yaml)")
+                   help=f"continue the unfinished run in the out folder (without --config: its own {CONFIG_NAME})")
     p.set_defaults(func=_run_train)
 
     p = sub.add_parser("evaluate", help="evaluate a run or checkpoint on a store")
