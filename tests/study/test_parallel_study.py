@@ -88,6 +88,19 @@ def test_parallel_report_equals_sequential(sequential, config, ray_address, tmp_
         assert yaml.safe_load((run / "config.yaml").read_text())["threads"] == 1
 
 
+def test_dropping_checkpoints_waits_for_the_fine_tune_that_starts_from_one(sequential, config, ray_address, tmp_path):
+    """--drop-checkpoints with Ray tasks: RGB*'s checkpoint goes only after RGBS-ft has started from it, and
+    every run still ends finished and evaluated, with the report of the serial study."""
+    root = _with_data_of(sequential, tmp_path / "drop")
+    run_study(load_study(config), root, jobs=2, drop_checkpoints=True)
+    assert (root / "report.md").read_bytes() == (sequential / "report.md").read_bytes()
+    for slug in ("RGBstar", "RGBS-ft", "FanIn1"):
+        run = root / "runs" / slug / "seed0"
+        assert (run / "done.json").is_file() and (run / "eval" / "predictions.npz").is_file()
+        assert not (run / "checkpoint.pt").exists(), run
+    assert (root / "runs" / "RGBS-ft" / "seed0" / "init.txt").is_file()
+
+
 def test_killed_worker_is_retried_and_resumes(sequential, config, ray_address, tmp_path, run_cli):
     root = _with_data_of(sequential, tmp_path / "killed")
     salclass = Path(sys.executable).parent / "salclass"
