@@ -16,7 +16,8 @@ import pytest
 from salclass.study import stats
 from salclass.study.config import StudyConfig
 from salclass.study.folder import StudyFolder
-from salclass.study.claims import CONTRADICTED, HOLDS, NOT_CONFIRMED, NOT_TESTED, claim_status, saliency_experiment
+from salclass.study.claims import (CONTRADICTED, HOLDS, NOT_CONFIRMED, NOT_TESTED, SAME_CONTRADICTED, claim_status,
+                                   saliency_experiment)
 from salclass.study.conclusion import conclusions
 from salclass.study.render import to_markdown
 from salclass.study.results import PairResult, StudyResults
@@ -132,6 +133,15 @@ def test_thesis_numbers_set_the_claimed_direction(tmp_path, cases):
     res = _results(tmp_path, {"FanIn1": cases["better"], "FanIn2": cases["noise"], "FanIn1-const": cases["noise"]})
     assert f"**{HOLDS}**" in next(line for line in _text(res, tmp_path).splitlines()
                                   if line.startswith("- FanIn1 vs RGB*"))
+
+
+def test_a_comparisons_own_claim_stands_over_the_thesis_numbers(tmp_path, cases):
+    # FanIn1's thesis numbers say "better" (+1.72); a comparison entry that says the thesis called it no difference
+    # is tested as "same": a clear gain then contradicts it instead of confirming it.
+    res = _results(tmp_path, {"FanIn1": cases["better"], "FanIn2": cases["noise"], "FanIn1-const": cases["noise"]})
+    res.pairs = [replace(p, claim="same") if p.variant == "FanIn1" else p for p in res.pairs]
+    fanin1 = next(line for line in _text(res, tmp_path).splitlines() if line.startswith("- FanIn1 vs RGB*"))
+    assert "+1.72 points top-1 and calls it no difference" in fanin1 and f"**{SAME_CONTRADICTED}**" in fanin1
 
 
 def test_controls_are_kept_out_of_the_overall_count(tmp_path, cases):

@@ -41,10 +41,13 @@ def conclusions(res: StudyResults) -> list[Block]:
     margin = res.cfg.equivalence_margin
     claims, answers = [], []
     for p in done:
-        claim = p.claim
+        # A comparison's own `claim` is what the thesis says in words; it stands over the direction
+        # its two networks' numbers happen to take (a claim of no difference beside a gap of a few tenths).
+        claim = p.claim if p.claim is not None else (direction(p.thesis_delta) if p.thesis_delta is not None else None)
         if p.thesis_delta is not None:
-            claim = direction(p.thesis_delta)
             thesis = f"the thesis reports {p.thesis_delta:+.2f} points top-1"
+            if p.claim is not None:
+                thesis += " and calls it no difference" if p.claim == "same" else f" and calls {p.variant} {p.claim}"
         elif claim == "same":
             thesis = "the thesis reports no difference"
         else:
