@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from salclass.errors import UserError
-from salclass.io import atomic_write_json, atomic_write_text, read_json
+from salclass.io import CHECKSUM_KEY as KEY, atomic_write_json, atomic_write_text, read_json
 
-KEY = "content_sha256"
 _YAML_PREFIX = f"# {KEY}: "
 
 

@@ -186,6 +186,7 @@ def read_json(path: str | os.PathLike) -> Any:
         raise UserError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
 
 
+# The key of the checksum inside a checkpoint and inside a record file (salclass.checksum): one name for both.
 CHECKSUM_KEY = "content_sha256"
 
 
