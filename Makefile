@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/loader.py --src $(DATA)/imagenette
 	$(PY) benchmarks/train_speed.py --src $(DATA)/imagenette
 	$(PY) benchmarks/predict_speed.py --model fcn,default --precisions fp32 --images 256
+	$(PY) benchmarks/threads_or_jobs.py
 
 # The quick study run twice, with --jobs 1 and with --jobs 2, one thread per run.
 bench-study: $(STAMP)
