@@ -12,8 +12,8 @@ Workers are threads of this process, not processes. A store needs no
 decoding: what is left is copying bytes and converting them to floats, which
 numpy and torch do with the GIL released, so threads run side by side, and a
 finished batch stays where it was made. Worker processes had to send every
-batch through shared memory and map it again on arrival; on the 2-core VM that
-made two processes slower than none (about 11,000 against 19,000 images/s).
+batch through shared memory and map it again on arrival, which cost more than
+the work they took off the training process on two cores.
 
 On a CPU device a worker copies just each image's crop window out of the
 memory-mapped store, mirrors the flipped ones in one batched flip, and converts
