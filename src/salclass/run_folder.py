@@ -248,6 +248,17 @@ class RunFolder:
                 out.append((int(row["epoch"]), float(val["top1"])))
         return out
 
+    def logged_seconds(self) -> float:
+        """Training and validation seconds summed over the logged epochs (an epoch cut
+        short by a stop is not logged, so its time is not counted)."""
+        total = 0.0
+        for row in self.read_metrics():
+            for part in ("train", "val"):
+                seconds = (row.get(part) or {}).get("seconds")
+                if isinstance(seconds, (int, float)):
+                    total += float(seconds)
+        return total
+
     def read_evaluation(self) -> tuple[dict, dict]:
         """(eval.json, the per-image predictions as arrays), checked: a damaged or
         hand-edited file is one line naming it (re-run `salclass evaluate` on the

@@ -101,6 +101,23 @@ def test_records_rebuild_the_reports_tables(study, records, tmp_path, run_cli):
     assert "grid of validation images with their maps is left out" in (bare / "report.md").read_text()
 
 
+def test_the_report_states_the_compute_the_runs_logged(records, tmp_path):
+    logged = [json.loads(line) for path in sorted(records.glob("runs/*/seed*/metrics.jsonl"))
+              for line in path.read_text().splitlines() if line.strip()]
+    expected = sum(row[part]["seconds"] for row in logged for part in ("train", "val"))
+    assert len(logged) == len(SLUGS) and expected > 0
+    found = re.search(r"Compute: (\d+) seconds of training and validation over the (\d+) finished runs",
+                      _report_of(records, tmp_path))
+    assert found and int(found.group(2)) == len(SLUGS), found
+    assert abs(int(found.group(1)) - expected) <= 0.5 + 1e-9
+
+
+def test_durations_read_in_the_unit_a_person_would_use():
+    from salclass.study.render import fmt_duration
+
+    assert [fmt_duration(s) for s in (12.4, 600, 13 * 3600 + 1800)] == ["12 seconds", "10 minutes", "13.5 hours"]
+
+
 def test_a_second_export_writes_only_what_changed(study, records, tmp_path, run_cli):
     out = _copy(records, tmp_path / "again")
     code, stdout, err = run_cli("records", study[1], out)

@@ -67,6 +67,14 @@ def fmt_difference(v) -> str:
     return f"{v['difference']:+.3f} ({v['low']:+.3f} to {v['high']:+.3f})"
 
 
+def fmt_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} seconds"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.1f} hours"
+
+
 def _md_cell(x) -> str:
     return str(x).replace("|", "\\|").replace("\n", " ")
 

@@ -34,6 +34,7 @@ class RunRecord:
     curve: list[tuple[int, float]]  # (epoch, validation top-1 %) from the run's metrics
     class_names: list[str]
     predicted_classes: int  # distinct top-1 predictions over the validation images
+    seconds: float = 0.0  # training and validation time its metrics logged
 
 
 @dataclass
@@ -95,7 +96,8 @@ def load_run(run_dir: Path, seed: int, unverified: list[Path] | None = None) -> 
                     index=index[order], label=pred["label"].astype(np.int64)[order],
                     correct1=correct1, correct5=correct5,
                     curve=[(epoch, percent(top1)) for epoch, top1 in folder.val_curve()],
-                    class_names=_class_names(ev), predicted_classes=int(np.unique(first).size))
+                    class_names=_class_names(ev), predicted_classes=int(np.unique(first).size),
+                    seconds=folder.logged_seconds())
     if unverified is not None:
         unverified += [p for p in folder.unverified if p not in unverified]
     return rec

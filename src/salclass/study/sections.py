@@ -16,8 +16,8 @@ from salclass.study import stats
 from salclass.study.config import GROUP_TITLES, StudyConfig
 from salclass.study.figures import figure_list
 from salclass.study.folder import PARAMS_TYPE, SALIENCY_TYPE, STORE_SUMMARY_TYPE, StudyFolder
-from salclass.study.render import (Block, fmt_count, fmt_difference, fmt_interval, fmt_metric, fmt_p_pair, fmt_spread,
-                                   fmt_thesis)
+from salclass.study.render import (Block, fmt_count, fmt_difference, fmt_duration, fmt_interval, fmt_metric,
+                                   fmt_p_pair, fmt_spread, fmt_thesis)
 from salclass.study.results import StudyResults
 
 
@@ -32,6 +32,11 @@ def setup(res: StudyResults, store_txt: str) -> list[Block]:
                           f"(thesis-length runs are multiplied by it). Block order: {cfg.block_order}. "
                           f"Saliency model: `{cfg.saliency.model}`. {_precision_text(res)} "
                           f"Runs finished and evaluated: {n_done} of {n_runs}."))
+    seconds = sum(r.seconds for e in res.experiments.values() for r in e.runs.values())
+    if n_done:
+        out.append(Block("p", f"Compute: {fmt_duration(seconds)} of training and validation over the {n_done} finished "
+                              "runs (the epochs' times their metrics logged, on whatever machine and load each run "
+                              "met)."))
     missing = [f"{name} seed {s}" for name, e in res.experiments.items() for s in e.missing]
     if missing:
         out.append(Block("p", "Not finished yet (shown as missing below): " + ", ".join(missing) + "."))
