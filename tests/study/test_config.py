@@ -87,6 +87,9 @@ BASE = {"data": {"source": "/nowhere"},
     ({"data": {"source": "/x", "store": "/y"}}, "exactly one"),
     ({"comparisons": [{"variant": "A", "against": "C"}]}, "'C'"),
     ({"bogus": 1}, "unknown setting 'bogus'"),
+    ({"figures": [{"name": "comparisons", "title": "t", "experiments": ["A"]}]}, "the report's own figures"),
+    ({"figures": [{"name": "examples", "title": "t", "experiments": ["A"]}]}, "the report's own figures"),
+    ({"figures": [{"name": "../up", "title": "t", "experiments": ["A"]}]}, "plain file stem"),
 ])
 def test_bad_config_is_one_line_error(tmp_path, change, fragment):
     body = dict(BASE, **change)

@@ -112,6 +112,17 @@ def test_the_report_states_the_compute_the_runs_logged(records, tmp_path):
     assert abs(int(found.group(1)) - expected) <= 0.5 + 1e-9
 
 
+def test_the_comparisons_figure_shows_only_finished_comparisons(records, tmp_path):
+    r = _copy(records, tmp_path / "r")
+    md = _report_of(r, tmp_path)
+    figure = tmp_path / "fresh" / "figures" / "comparisons.png"
+    assert "## Every comparison at a glance" in md and figure.read_bytes()[:4] == b"\x89PNG"
+    for slug in ("RGBstar", "FanIn1"):   # no comparison has both of its sides any more
+        shutil.rmtree(r / "runs" / slug)
+    md = _report_of(r, tmp_path)
+    assert "at a glance" not in md and "comparisons.png" not in md and not figure.exists()
+
+
 def test_durations_read_in_the_unit_a_person_would_use():
     from salclass.study.render import fmt_duration
 

@@ -145,6 +145,7 @@ def test_report_has_every_section_and_figures(study):
     for img in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
         assert (root / img).is_file() and (root / img).read_bytes()[:4] == b"\x89PNG"
     assert "figures/fanin.png" in md and "figures/examples.png" in md
+    assert "## Every comparison at a glance" in md and "figures/comparisons.png" in md
     assert "Do real maps help FanIn1 more than a constant map?" in md
     html = (root / "report.html").read_text()
     assert html.count("data:image/png;base64,") == md.count("![")

@@ -134,6 +134,10 @@ class ComparisonSettings:
     claim: Literal["better", "worse", "same"] | None = None
 
 
+# Stems of the figures every report draws itself; a configured figure may not take them.
+REPORT_FIGURES = ("examples", "comparisons")
+
+
 @dataclass
 class FigureSettings:
     name: str  # file name stem of the PNG
@@ -204,6 +208,9 @@ class StudyConfig:
                 if ref not in known:
                     raise ValueError(f"comparisons: {ref!r} is not an experiment of this study")
         for f in self.figures:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", f.name) or f.name in REPORT_FIGURES:
+                raise ValueError(f"figure {f.name!r}: the name must be a plain file stem (letters, digits, '_', "
+                                 f"'.', '-') other than {', '.join(REPORT_FIGURES)} (the report's own figures)")
             for ref in f.experiments:
                 if ref not in known:
                     raise ValueError(f"figure {f.name}: {ref!r} is not an experiment of this study")

@@ -1,4 +1,5 @@
-"""The report's PNG figures: validation curves and a grid of images with their maps."""
+"""The report's PNG figures: every comparison's difference at a glance, validation
+curves, and a grid of images with their maps."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ import numpy as np
 from salclass.errors import UserError
 from salclass.study.config import GROUP_TITLES, StudyConfig
 from salclass.study.folder import StudyFolder
-from salclass.study.results import StudyResults
+from salclass.study import stats
+from salclass.study.results import StudyResults, percent
+
+# Verdict -> (colour, legend text); a verdict not listed is drawn like "no verdict".
+_VERDICT_STYLE = {stats.BETTER: ("#1a7f37", "better"), stats.WORSE: ("#c0392b", "worse"),
+                  stats.NOISE: ("#6e7781", "not distinguishable from noise")}
+_NO_VERDICT_STYLE = ("#b0b7bf", "no verdict (one seed)")
 
 
 def _pyplot():
@@ -50,6 +57,43 @@ def curves(res: StudyResults, names: list[str], title: str, out: Path) -> bool:
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, out)
+    return True
+
+
+def comparisons(res: StudyResults, out: Path) -> bool:
+    """Every comparison's top-1 difference with its 95% interval, coloured by its
+    verdict, beside the thesis's difference where it gives one. False if no
+    comparison has a result yet."""
+    rows = [p for p in res.pairs if p.result is not None]
+    if not rows:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.0, 1.7 + 0.42 * len(rows)), dpi=110)
+    seeds = {p.result.seeds for p in rows}
+    handles: dict[str, object] = {}
+    for y, pair in enumerate(reversed(rows)):
+        iv = pair.result.top1
+        colour, text = _VERDICT_STYLE.get(pair.result.verdict, _NO_VERDICT_STYLE)
+        diff, low, high = percent(iv.diff), percent(iv.low), percent(iv.high)
+        handles[text] = ax.errorbar(diff, y, xerr=[[diff - low], [high - diff]], fmt="o", color=colour, capsize=3,
+                                    markersize=5, linewidth=1.6)
+        if pair.thesis_delta is not None:
+            handles["the thesis (ImageNet, one run)"] = ax.plot(pair.thesis_delta, y, "x", color="black")[0]
+    labels = [f"{p.variant} vs {p.against}" + (f" ({p.result.seeds} seed{'s' * (p.result.seeds > 1)})"
+                                                if len(seeds) > 1 else "") for p in reversed(rows)]
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel("difference in validation top-1 (percentage points)")
+    ax.set_title("Each comparison with its 95% interval" + (f", {seeds.pop()} seed(s)" if len(seeds) == 1 else "")
+                 + "; colour: the verdict after Holm's adjustment", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    order = [text for _, text in [*_VERDICT_STYLE.values(), _NO_VERDICT_STYLE]] + ["the thesis (ImageNet, one run)"]
+    keys = [k for k in order if k in handles]
+    ax.legend([handles[k] for k in keys], keys, fontsize=7, loc="upper center", ncol=min(3, len(keys)),
+              bbox_to_anchor=(0.5, -0.5 / len(rows) - 0.12), frameon=False)
     fig.tight_layout()
     _save(fig, out)
     return True
@@ -102,6 +146,10 @@ def draw_figures(res: StudyResults, dest: StudyFolder) -> dict[str, Path]:
     is built; a figure that has nothing to show is removed if an earlier report
     drew it. Returns the drawn ones by file stem."""
     drawn = {}
+    if comparisons(res, dest.comparisons_figure):
+        drawn["comparisons"] = dest.comparisons_figure
+    elif dest.comparisons_figure.exists():
+        dest.comparisons_figure.unlink()
     for name, title, names in figure_list(res.cfg):
         path = dest.figures / f"{name}.png"
         if curves(res, names, title, path):

@@ -10,7 +10,7 @@ import yaml
 from salclass import checksum
 from salclass.errors import UserError
 from salclass.settings import read_yaml, settings_from_dict, to_dict
-from salclass.study.config import Experiment, StudyConfig
+from salclass.study.config import REPORT_FIGURES, Experiment, StudyConfig
 
 STUDY_YAML = "study.yaml"
 PARAMS_JSON = "params.json"
@@ -18,7 +18,8 @@ SALIENCY_JSON = "saliency_eval.json"
 STORE_JSON = "store.json"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
-EXAMPLES_PNG = "examples.png"  # under figures/: the grid of images and maps, kept with the records
+# Under figures/: the grid of images and maps (kept with the records), and every comparison's difference.
+EXAMPLES_PNG, COMPARISONS_PNG = (f"{stem}.png" for stem in REPORT_FIGURES)
 
 PARAMS_TYPE = "salclass.study_params"
 SALIENCY_TYPE = "salclass.study_saliency_eval"
@@ -133,3 +134,7 @@ class StudyFolder:
     @property
     def examples_grid(self) -> Path:
         return self.figures / EXAMPLES_PNG
+
+    @property
+    def comparisons_figure(self) -> Path:
+        return self.figures / COMPARISONS_PNG

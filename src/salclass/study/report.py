@@ -19,8 +19,8 @@ from salclass.study.figures import draw_figures
 from salclass.study.folder import STUDY_YAML, StudyFolder, load_study_config
 from salclass.study.render import Block, to_html, to_markdown
 from salclass.study.results import collect
-from salclass.study.sections import (class_table, extra_table, figures_section, method, params_table, results_table,
-                                     saliency_section, setup, store_summary)
+from salclass.study.sections import (class_table, comparisons_section, extra_table, figures_section, method,
+                                     params_table, results_table, saliency_section, setup, store_summary)
 
 
 def build_report(root: str | Path, cfg: StudyConfig | None = None, out: str | Path | None = None) -> Path:
@@ -39,6 +39,7 @@ def build_report(root: str | Path, cfg: StudyConfig | None = None, out: str | Pa
     blocks += setup(res, store_txt)
     blocks += results_table(res)
     blocks += extra_table(res)
+    blocks += comparisons_section(drawn)
     blocks += class_table(res)
     blocks += params_table(res.study)
     blocks += figures_section(res, drawn)

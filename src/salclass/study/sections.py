@@ -170,6 +170,15 @@ def extra_table(res: StudyResults) -> list[Block]:
                                    "p", "p (Holm)", "Verdict"], items=rows)]
 
 
+def comparisons_section(drawn: dict[str, Path]) -> list[Block]:
+    if "comparisons" not in drawn:
+        return []
+    return [Block("h2", "Every comparison at a glance"),
+            Block("p", "The top-1 differences of the two tables above with their 95% intervals, coloured by "
+                       "verdict; a cross marks the thesis's difference where it reports both networks."),
+            Block("img", text="every comparison's top-1 difference", path=drawn["comparisons"])]
+
+
 def class_table(res: StudyResults) -> list[Block]:
     rows = []
     for p in res.pairs:
