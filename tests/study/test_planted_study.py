@@ -459,10 +459,14 @@ def check_the_overall_count(planted: Planted, md: str, pairs: list[Pair]) -> Non
     n = {v: sum(p.verdict == v for p in counted) for v in (BETTER, WORSE, NOISE)}
     best = max(counted, key=lambda p: p.top1.diff)
     worst = min(counted, key=lambda p: p.top1.diff)
+    others = len(pairs) - len(counted)
+    assert len(counted) > 1 and others > 1  # the sentence below spells the plural
+    verb = {v: "is" if k == 1 else "are" for v, k in n.items()}
     assert overall == (
         f"Overall, of {len(counted)} saliency experiments compared with their baselines (the other "
-        f"{len(pairs) - len(counted)} comparisons, controls, baselines and further questions, are not counted here), "
-        f"{n[BETTER]} are better, {n[WORSE]} are worse and {n[NOISE]} are not distinguishable from noise. "
+        f"{others} comparisons, of controls, baselines and further questions, are not counted here), "
+        f"{n[BETTER]} {verb[BETTER]} better, {n[WORSE]} {verb[WORSE]} worse and {n[NOISE]} {verb[NOISE]} not "
+        "distinguishable from noise. "
         f"The largest gain is {best.variant} over {best.against} ({points(best.top1.diff)} points, {best.verdict}). "
         f"The largest loss is {worst.variant} against {worst.against} ({points(worst.top1.diff)} points, "
         f"{worst.verdict}).")
@@ -475,7 +479,7 @@ def check_the_resolution_and_the_family(planted: Planted, md: str, pairs: list[P
     [resolution] = [line for line in section(md, "Conclusion").splitlines() if line.startswith("Resolution")]
     widths = [100 * (p.top1.high - p.top1.low) / 2 for p in pairs if p.top1.high > p.top1.low]
     needed = [100 * sps.t.ppf(1 - ALPHA / (2 * m), p.top1.df) * p.top1.se for p in pairs if p.top1.se > 0]
-    assert f"with {IMAGES} validation images and {len(SEEDS)} seed(s)" in resolution
+    assert f"with {IMAGES} validation images and {len(SEEDS)} seeds" in resolution
     assert f"are about ±{np.median(widths):.1f} points wide (median)" in resolution
     assert f"After the adjustment for {m} comparisons, a verdict needs a difference of about " \
            f"{np.median(needed):.1f} points" in resolution
@@ -577,7 +581,7 @@ def check_one_seed_pair(planted: Planted, md: str, pairs: list[Pair]) -> None:
     assert (row[9], row[11]) == (p_text(p), "no verdict (one seed)")
     assert ("Does RGB*+AT differ from RGB*? RGB*+AT − RGB* = " + diff + " points top-1 (95% CI " + low + " to "
             + high + ", images only; p = " + p_text(p)) in md
-    assert "**no verdict: one seed**" in md and " 1 more have one seed only and no verdict." in md
+    assert "**no verdict: one seed**" in md and " 1 more has one seed only and no verdict." in md
 
 
 def _report_failures(planted: Planted, pairs: list[Pair], checks=CHECKS) -> list[str]:

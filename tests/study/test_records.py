@@ -272,3 +272,31 @@ def test_evaluate_refuses_a_run_folder_another_process_holds(records, tmp_path, 
     with folder_lock(run, exclusive=True):
         code, _, err = run_cli("evaluate", run, "--store", tmp_path / "nowhere")
     assert str(run) in _one_line(code, err) and "is writing it since" in err or "in use" in err
+
+
+def test_the_report_states_the_training_schedule_from_the_runs_configs(records, tmp_path, run_cli):
+    def training(folder: Path, out: str) -> str:
+        return next(x for x in _report_of(folder, tmp_path / out).splitlines() if x.startswith("Training: "))
+
+    line = training(records, "as-is")
+    assert line.startswith("Training: SGD with momentum 0.9, learning rate 0.01; weight decay 0.001 on the weights "
+                           "of convolutions and linear layers; batches of 8; dropout 0.5; random 128 px crops"), line
+    r = _copy(records, tmp_path / "r")
+    configs = sorted(r.glob("runs/*/seed0/config.yaml"))
+    originals = {path: path.read_text() for path in configs}
+    assert len(configs) == len(SLUGS) and all("decay_on: kernels\n" in t for t in originals.values())
+
+    def edit(paths, old: str, new: str) -> None:
+        for path in configs:
+            path.write_text(originals[path].replace(old, new) if path in paths else originals[path])
+
+    # One run trained otherwise: the report names the setting and both values instead of one schedule.
+    edit(configs[:1], "lr: 0.01\n", "lr: 0.02\n")
+    assert training(r, "lr").startswith("Training: the finished runs differ in lr (lr: 0.01, 0.02); ")
+    # Runs from before a setting was recorded: the report says what is not recorded rather than guess it.
+    edit(configs, "decay_on: kernels\n", "")
+    assert training(r, "old").startswith("Training: the finished runs' config.yaml files do not record decay_on ")
+    # A hand-edited setting of the wrong type: one line naming the file, as for any damaged record.
+    edit(configs, "dropout: 0.5\n", "dropout: lots\n")
+    code, _, err = run_cli("report", r, "--out", tmp_path / "bad")
+    assert "config.yaml holds a training setting of the wrong type" in _one_line(code, err)

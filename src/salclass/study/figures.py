@@ -10,6 +10,7 @@ import numpy as np
 from salclass.errors import UserError
 from salclass.study.config import GROUP_TITLES, StudyConfig
 from salclass.study.folder import StudyFolder
+from salclass.study.render import counted
 from salclass.study import stats
 from salclass.study.results import StudyResults, percent
 
@@ -87,8 +88,8 @@ def comparisons(res: StudyResults, out: Path) -> bool:
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xlabel("difference in validation top-1 (percentage points)")
-    ax.set_title("Each comparison with its 95% interval" + (f", {seeds.pop()} seed(s)" if len(seeds) == 1 else "")
-                 + "; colour: the verdict after Holm's adjustment", fontsize=9)
+    one_seed = f", {counted(seeds.pop(), 'seed')}" if len(seeds) == 1 else ""
+    ax.set_title("Each comparison with its 95% interval" + one_seed + "; colour: the verdict after Holm's adjustment", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     order = [text for _, text in [*_VERDICT_STYLE.values(), _NO_VERDICT_STYLE]] + ["the thesis (ImageNet, one run)"]
     keys = [k for k in order if k in handles]

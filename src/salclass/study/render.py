@@ -51,6 +51,15 @@ def fmt_p_pair(c: stats.Comparison) -> tuple[str, str]:
     return fmt_p(c.p), ("" if c.p_adjusted is None else fmt_p(c.p_adjusted))
 
 
+def counted(n: int, noun: str) -> str:
+    """"1 seed", "3 seeds": a count with its noun in the right number."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def are(n: int) -> str:
+    return "is" if n == 1 else "are"
+
+
 def fmt_count(v) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 

@@ -35,6 +35,7 @@ class RunRecord:
     class_names: list[str]
     predicted_classes: int  # distinct top-1 predictions over the validation images
     seconds: float = 0.0  # training and validation time its metrics logged
+    schedule: dict = field(default_factory=dict)  # the optimiser and schedule its saved config names (SCHEDULE_KEYS)
 
 
 @dataclass
@@ -69,6 +70,11 @@ class StudyResults:
     unaccounted: list[Path] = field(default_factory=list)  # folders under runs/ that are no run of cfg
 
 
+# The settings of a run's config.yaml that make its training schedule, as the report states them.
+SCHEDULE_KEYS = ("epochs", "lr", "milestones", "lr_gamma", "momentum", "weight_decay", "decay_on", "batch_size",
+                 "dropout", "crop")
+
+
 def percent(x: float) -> float:
     """Accuracies are fractions in the run files; the report speaks in percent."""
     return 100.0 * float(x)
@@ -97,7 +103,8 @@ def load_run(run_dir: Path, seed: int, unverified: list[Path] | None = None) -> 
                     correct1=correct1, correct5=correct5,
                     curve=[(epoch, percent(top1)) for epoch, top1 in folder.val_curve()],
                     class_names=_class_names(ev), predicted_classes=int(np.unique(first).size),
-                    seconds=folder.logged_seconds())
+                    seconds=folder.logged_seconds(),
+                    schedule={k: v for k, v in folder.read_config().items() if k in SCHEDULE_KEYS})
     if unverified is not None:
         unverified += [p for p in folder.unverified if p not in unverified]
     return rec

@@ -18,7 +18,7 @@ from salclass.study.figures import figure_list
 from salclass.study.folder import PARAMS_TYPE, SALIENCY_TYPE, STORE_SUMMARY_TYPE, StudyFolder
 from salclass.study.render import (Block, fmt_count, fmt_difference, fmt_duration, fmt_interval, fmt_metric,
                                    fmt_p_pair, fmt_spread, fmt_thesis)
-from salclass.study.results import StudyResults
+from salclass.study.results import SCHEDULE_KEYS, StudyResults
 
 
 def setup(res: StudyResults, store_txt: str) -> list[Block]:
@@ -32,6 +32,9 @@ def setup(res: StudyResults, store_txt: str) -> list[Block]:
                           f"(thesis-length runs are multiplied by it). Block order: {cfg.block_order}. "
                           f"Saliency model: `{cfg.saliency.model}`. {_precision_text(res)} "
                           f"Runs finished and evaluated: {n_done} of {n_runs}."))
+    training = _training_text(res)
+    if training:
+        out.append(Block("p", training))
     seconds = sum(r.seconds for e in res.experiments.values() for r in e.runs.values())
     if n_done:
         out.append(Block("p", f"Compute: {fmt_duration(seconds)} of training and validation over the {n_done} finished "
@@ -60,6 +63,45 @@ def _rel(path: Path, res: StudyResults) -> str:
         return path.relative_to(res.study.root).as_posix()
     except ValueError:
         return str(path)
+
+
+def _training_text(res: StudyResults) -> str:
+    """The optimiser and schedule of the finished runs, from their saved configs: stated once where they agree
+    (the number of epochs may differ, as the tables show), else the settings that differ and their values."""
+    from salclass.data import default_crop
+
+    runs = [r for e in res.experiments.values() for r in e.runs.values() if r.schedule]
+    if not runs:
+        return ""
+    crop = default_crop(res.cfg.data.size)
+    settings = [{**r.schedule, "crop": r.schedule.get("crop") or crop} for r in runs]
+    differ = sorted({k for s in settings for k in s if k != "epochs" and any(t.get(k) != s.get(k) for t in settings)})
+    if differ:
+        values = "; ".join(f"{k}: " + ", ".join(sorted({str(s.get(k)) for s in settings})) for k in differ)
+        return (f"Training: the finished runs differ in {', '.join(differ)} ({values}); each run's config.yaml holds "
+                "its own settings.")
+    s = settings[0]
+    unrecorded = [k for k in SCHEDULE_KEYS if k != "epochs" and s.get(k) is None]
+    if unrecorded:
+        return (f"Training: the finished runs' config.yaml files do not record {', '.join(unrecorded)} (written by "
+                "an older salclass); each holds the settings it does record.")
+    try:
+        g = float(s["lr_gamma"])
+        gamma = f"divided by {1 / g:g}" if 0 < g < 1 else f"times {g:g}"
+        steps = (f", {gamma} after epoch{'s' if len(s['milestones']) > 1 else ''} "
+                 + _and([str(m) for m in s["milestones"]]) if s.get("milestones") else "")
+        on = " on the weights of convolutions and linear layers" if s["decay_on"] == "kernels" else " on every parameter"
+        return (f"Training: SGD with momentum {s['momentum']:g}, learning rate {s['lr']:g}{steps}; weight decay "
+                f"{s['weight_decay']:g}{on}; batches of {s['batch_size']}; dropout {s['dropout']:g}; random "
+                f"{s['crop']} px crops with horizontal flips for training, the centre crop for validation. Epochs per "
+                "experiment are in the tables.")
+    except (TypeError, ValueError):
+        raise UserError(f"{runs[0].dir}: its config.yaml holds a training setting of the wrong type "
+                        f"({', '.join(f'{k}: {v!r}' for k, v in sorted(s.items()))})") from None
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _precision_text(res: StudyResults) -> str:
