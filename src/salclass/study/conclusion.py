@@ -9,7 +9,7 @@ from salclass.io import read_json
 from salclass.study import stats
 from salclass.study.claims import answer, claim_status, direction, saliency_experiment
 from salclass.study.folder import StudyFolder
-from salclass.study.render import Block, are, counted, fmt_count, fmt_p, fmt_points
+from salclass.study.render import Block, agree, counted, fmt_count, fmt_p, fmt_points
 from salclass.study.results import PairResult, StudyResults
 
 
@@ -28,8 +28,9 @@ def conclusions(res: StudyResults) -> list[Block]:
     if widths:
         covers = "the choice of images and training noise" if n_seeds >= 2 else "the choice of images only"
         text = (f"Resolution: with {images} validation images and {counted(n_seeds, 'seed')}, the 95% intervals "
-                f"(covering {covers}) of the pairs that disagree on some image are about ±{float(np.median(widths)):.1f} "
-                "points wide (median), so smaller differences cannot be told from noise in this study.")
+                f"(covering {covers}) of the pairs that disagree on some image are about "
+                f"±{float(np.median(widths)):.1f} points wide (median), so smaller differences cannot be told from "
+                "noise in this study.")
         needed = [100.0 * stats.needed_difference(p.result, res.cfg.alpha) for p in done
                   if p.result.can_decide and p.result.top1.se]
         if needed:
@@ -86,24 +87,24 @@ def _overall(res: StudyResults, done: list[PairResult]) -> list[Block]:
     best = max(saliency, key=lambda p: p.result.top1.diff)
     worst = min(saliency, key=lambda p: p.result.top1.diff)
     excluded = (f" (the other {counted(others, 'comparison')}, of controls, baselines and further questions, "
-                f"{are(others)} not counted here)" if others else "")
+                f"{agree(others, 'is', 'are')} not counted here)" if others else "")
     decidable = [p for p in saliency if p.result.can_decide]
     if decidable:
         counts = {v: sum(p.result.verdict == v for p in decidable) for v in (stats.BETTER, stats.WORSE, stats.NOISE)}
+        said = {v: f"{n} {agree(n, 'is', 'are')}" for v, n in counts.items()}
         text = (f"Overall, of {counted(len(decidable), 'saliency experiment')} compared with their baselines"
-                f"{excluded}, {counts[stats.BETTER]} {are(counts[stats.BETTER])} better, {counts[stats.WORSE]} "
-                f"{are(counts[stats.WORSE])} worse and {counts[stats.NOISE]} {are(counts[stats.NOISE])} not "
+                f"{excluded}, {said[stats.BETTER]} better, {said[stats.WORSE]} worse and {said[stats.NOISE]} not "
                 "distinguishable from noise.")
         undecided = len(saliency) - len(decidable)
         if undecided:
-            text += f" {undecided} more {'has' if undecided == 1 else 'have'} one seed only and no verdict."
+            text += f" {undecided} more {agree(undecided, 'has', 'have')} one seed only and no verdict."
     else:
         up = sum(p.result.top1.diff > 0 for p in saliency)
         down = sum(p.result.top1.diff < 0 for p in saliency)
-        text = (f"Overall, {counted(len(saliency), 'saliency experiment')} {'was' if len(saliency) == 1 else 'were'} "
+        text = (f"Overall, {counted(len(saliency), 'saliency experiment')} {agree(len(saliency), 'was', 'were')} "
                 f"compared with their baselines{excluded}, "
                 "with one seed each, so none gets a verdict: training noise was not measured. "
-                f"{counted(up, 'difference')} {'points' if up == 1 else 'point'} up and {down} down.")
+                f"{counted(up, 'difference')} {agree(up, 'points', 'point')} up and {down} down.")
     if best.result.top1.diff > 0:
         text += (f" The largest gain is {best.variant} over {best.against} "
                  f"({fmt_points(best.result.top1.diff)} points, {best.result.verdict}).")

@@ -89,7 +89,8 @@ def comparisons(res: StudyResults, out: Path) -> bool:
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xlabel("difference in validation top-1 (percentage points)")
     one_seed = f", {counted(seeds.pop(), 'seed')}" if len(seeds) == 1 else ""
-    ax.set_title("Each comparison with its 95% interval" + one_seed + "; colour: the verdict after Holm's adjustment", fontsize=9)
+    ax.set_title(f"Each comparison with its 95% interval{one_seed}; colour: the verdict after Holm's adjustment",
+                 fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     order = [text for _, text in [*_VERDICT_STYLE.values(), _NO_VERDICT_STYLE]] + ["the thesis (ImageNet, one run)"]
     keys = [k for k in order if k in handles]

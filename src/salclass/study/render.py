@@ -56,8 +56,9 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def are(n: int) -> str:
-    return "is" if n == 1 else "are"
+def agree(n: int, one: str, many: str) -> str:
+    """The word that agrees with a count of n: agree(1, "is", "are") is "is"."""
+    return one if n == 1 else many
 
 
 def fmt_count(v) -> str:

@@ -16,7 +16,7 @@ from salclass.study import stats
 from salclass.study.config import GROUP_TITLES, StudyConfig
 from salclass.study.figures import figure_list
 from salclass.study.folder import PARAMS_TYPE, SALIENCY_TYPE, STORE_SUMMARY_TYPE, StudyFolder
-from salclass.study.render import (Block, fmt_count, fmt_difference, fmt_duration, fmt_interval, fmt_metric,
+from salclass.study.render import (Block, agree, fmt_count, fmt_difference, fmt_duration, fmt_interval, fmt_metric,
                                    fmt_p_pair, fmt_spread, fmt_thesis)
 from salclass.study.results import SCHEDULE_KEYS, StudyResults
 
@@ -88,9 +88,9 @@ def _training_text(res: StudyResults) -> str:
     try:
         g = float(s["lr_gamma"])
         gamma = f"divided by {1 / g:g}" if 0 < g < 1 else f"times {g:g}"
-        steps = (f", {gamma} after epoch{'s' if len(s['milestones']) > 1 else ''} "
+        steps = (f", {gamma} after {agree(len(s['milestones']), 'epoch', 'epochs')} "
                  + _and([str(m) for m in s["milestones"]]) if s.get("milestones") else "")
-        on = " on the weights of convolutions and linear layers" if s["decay_on"] == "kernels" else " on every parameter"
+        on = " on every parameter" if s["decay_on"] == "all" else " on the weights of convolutions and linear layers"
         return (f"Training: SGD with momentum {s['momentum']:g}, learning rate {s['lr']:g}{steps}; weight decay "
                 f"{s['weight_decay']:g}{on}; batches of {s['batch_size']}; dropout {s['dropout']:g}; random "
                 f"{s['crop']} px crops with horizontal flips for training, the centre crop for validation. Epochs per "
