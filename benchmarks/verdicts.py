@@ -15,12 +15,14 @@ the study's family), once with each verdict test (`verdict_test: moderated`, the
 default, and `seeds-images`) on the same simulated runs.
 
 The networks' noise is measured, not assumed: --noise names a finished study
-that trained one network with several seeds (configs/study/noise.yaml; by
+with several seeds of one network or more (configs/study/noise.yaml; by
 default out/noise, or, where that folder is missing, the measurement recorded
-in benchmarks/noise.json by `--record`). From it:
+in benchmarks/noise.json by `--record`). From it, over every network with
+several finished seeds:
   p     mean top-1 accuracy,
   delta how often two runs of the same network disagree on an image,
-  sigma the standard deviation of top-1 over seeds (run-to-run noise).
+  sigma the standard deviation of top-1 over seeds (run-to-run noise), pooled:
+        each network's spread around its own mean, with its 95% interval.
 A simulated image has a probability q of being classified correctly by a
 random run, q ~ Beta with mean p and variance p(1-p) - delta/2 (which gives
 two independent runs the measured disagreement); a run shifts every image's
@@ -62,6 +64,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -70,9 +73,11 @@ from pathlib import Path
 
 import numpy as np
 from scipy import optimize, special
+from scipy import stats as sps
 
 from salclass.study import moderation, stats
 from salclass.study.config import load_study
+from salclass.study.render import counted
 
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = REPO / "configs" / "study"
@@ -84,27 +89,38 @@ DEFAULT_TEST = stats.TEST_MODERATED
 FULL_SIZE = {"images": 3925, "accuracy": 0.80, "disagreement": 0.12, "sd": 0.010}
 
 
+def sd_range95(sd: float, df: int) -> list[float]:
+    """The 95% interval of a normal SD estimated as `sd` with `df` degrees of freedom (chi-square)."""
+    return [sd * math.sqrt(df / sps.chi2.ppf(0.975, df)), sd * math.sqrt(df / sps.chi2.ppf(0.025, df))]
+
+
 def measure_noise(root: Path) -> dict:
-    """Mean accuracy, per-image disagreement and run-to-run SD of one network trained with several seeds."""
+    """Mean accuracy, per-image disagreement and run-to-run SD of top-1, pooled over every network of a
+    finished study that has several finished seeds: each network's spread around its own mean, since
+    networks differ in accuracy, and two runs disagree only within a network."""
     from salclass.study.folder import load_study_config
     from salclass.study.results import collect
 
     cfg = load_study_config(root)
     res = collect(root, cfg)
-    best = max(res.experiments.values(), key=lambda e: len(e.runs))
-    runs = [best.runs[s] for s in sorted(best.runs)]
-    if len(runs) < 3:
-        sys.exit(f"verdicts: {root} has {len(runs)} finished runs of {best.name}; the noise needs at least 3 "
-                 "(salclass study --config configs/study/noise.yaml --out out/noise)")
-    correct = np.stack([r.correct1 for r in runs]).astype(np.float64)  # (K, N)
-    k, n = correct.shape
-    acc = correct.mean(axis=1)
-    disagree = [float(np.mean(correct[i] != correct[j])) for i in range(k) for j in range(i + 1, k)]
+    nets = {e.name: [e.runs[s] for s in sorted(e.runs)] for e in res.experiments.values() if len(e.runs) >= 2}
+    df = sum(len(runs) - 1 for runs in nets.values())
+    if df < 2:
+        sys.exit(f"verdicts: {root} has too few finished seeds to measure the noise (at least 3 of one network, "
+                 "or 2 of two; salclass study --config configs/study/noise.yaml --out out/noise)")
+    squares, accuracies, disagree, per_seed = 0.0, [], [], {}
+    for name, runs in nets.items():
+        correct = np.stack([r.correct1 for r in runs]).astype(np.float64)  # (K, N)
+        acc = correct.mean(axis=1)
+        squares += float(np.sum((acc - acc.mean()) ** 2))
+        accuracies += acc.tolist()
+        disagree += [float(np.mean(correct[i] != correct[j])) for i in range(len(runs)) for j in range(i)]
+        per_seed[name] = [round(100 * float(a), 2) for a in acc]
     where = root.resolve()
     return {"source": str(where.relative_to(REPO)) if where.is_relative_to(REPO) else str(where),
-            "experiment": best.name, "seeds": k, "images": n,
-            "accuracy": float(acc.mean()), "sd": float(acc.std(ddof=1)), "disagreement": float(np.mean(disagree)),
-            "top1_per_seed": [round(100 * float(a), 2) for a in acc]}
+            "experiments": per_seed, "df": df, "images": int(correct.shape[1]),
+            "accuracy": float(np.mean(accuracies)), "sd": math.sqrt(squares / df),
+            "disagreement": float(np.mean(disagree))}
 
 
 @dataclass
@@ -316,7 +332,7 @@ def _rate(x: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--noise", type=Path, default=DEFAULT_NOISE,
-                    help="finished study with one network over several seeds (default out/noise)")
+                    help="finished study with several seeds of one network or more (default out/noise)")
     ap.add_argument("--scenarios", help="comma-separated scenario names (default: all)")
     ap.add_argument("--seeds", default="1,2,3,5", help="seed counts to simulate (default 1,2,3,5)")
     ap.add_argument("--studies", type=int, default=200,
@@ -345,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sys.exit(f"verdicts: {a.noise} is not a finished noise study; run "
                  f"`salclass study --config configs/study/noise.yaml --out {a.noise}` first (about 10 minutes)")
+    noise["sd_range95"] = sd_range95(noise["sd"], noise["df"])
 
     custom = {k: getattr(a, k) for k in ("study", "images", "sd", "accuracy", "disagreement", "network_spread",
                                           "sd_ratio") if getattr(a, k) is not None}
@@ -408,9 +425,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     n = noise
-    print(f"Noise measured on {n['source']}: {n['experiment']} with {n['seeds']} seeds on {n['images']} validation "
-          f"images: top-1 {100 * n['accuracy']:.1f}% (per seed {n['top1_per_seed']}), run-to-run SD "
-          f"{100 * n['sd']:.2f} points, two runs disagree on {100 * n['disagreement']:.1f}% of the images.")
+    seeds = ", ".join(f"{name} {v}" for name, v in n["experiments"].items())
+    lo, hi = n["sd_range95"]
+    print(f"Noise measured on {n['source']} ({n['images']} validation images), top-1 % per seed: {seeds}. "
+          f"Mean top-1 {100 * n['accuracy']:.1f}%; run-to-run SD {100 * n['sd']:.2f} points, pooled over "
+          f"{counted(len(n['experiments']), 'network')} with {n['df']} degrees of freedom (95% interval {100 * lo:.2f} to "
+          f"{100 * hi:.2f}); two runs of a network disagree on {100 * n['disagreement']:.1f}% of the images.")
     print(f"{a.studies} null studies per scenario and seed count, {a.power_studies} per power search; default "
           f"test {DEFAULT_TEST}; {seconds:.0f} s, load average {os.getloadavg()[0]:.1f}.")
     for name, r in results.items():
