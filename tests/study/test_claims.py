@@ -16,8 +16,8 @@ import pytest
 from salclass.study import stats
 from salclass.study.config import StudyConfig
 from salclass.study.folder import StudyFolder
-from salclass.study.claims import (CONTRADICTED, HOLDS, NOT_CONFIRMED, NOT_TESTED, SAME_CONTRADICTED, claim_status,
-                                   saliency_experiment)
+from salclass.study.claims import (CONTRADICTED, HOLDS, NOT_CONFIRMED, NOT_TESTED, SAME_CONTRADICTED,
+                                   attribute_gain, claim_status, saliency_experiment)
 from salclass.study.conclusion import conclusions
 from salclass.study.render import to_markdown
 from salclass.study.results import PairResult, StudyResults
@@ -102,19 +102,20 @@ EXPERIMENTS = [
 ]
 
 
-def _results(tmp_path: Path, outcome: dict[str, stats.Comparison]) -> StudyResults:
+def _results(tmp_path: Path, outcome: dict, comparisons: tuple = ()) -> StudyResults:
+    """`outcome` maps an experiment (its comparison with its baseline) or a (variant, against) pair to a result."""
     from salclass.settings import settings_from_dict
 
     cfg = settings_from_dict(StudyConfig, {"data": {"source": str(tmp_path)}, "seeds": [0, 1, 2],
-                                           "experiments": EXPERIMENTS})
+                                           "experiments": EXPERIMENTS, "comparisons": list(comparisons)})
     cfg_thesis = {e.name: e.thesis.top1 for e in cfg.experiments}
     pairs = []
     for p in cfg.pairs():
         delta = None
         if cfg_thesis[p.variant] is not None and cfg_thesis[p.against] is not None:
             delta = cfg_thesis[p.variant] - cfg_thesis[p.against]
-        pairs.append(PairResult(p.variant, p.against, p.question, p.claim, [0, 1, 2], 2000, outcome[p.variant],
-                                delta))
+        result = outcome.get((p.variant, p.against), outcome.get(p.variant))
+        pairs.append(PairResult(p.variant, p.against, p.question, p.claim, [0, 1, 2], 2000, result, delta))
     return StudyResults(cfg, StudyFolder(tmp_path, cfg), {}, pairs)
 
 
@@ -182,3 +183,32 @@ def test_a_claim_of_no_difference_reads_the_margin_in_points_and_a_family_of_one
     assert claim_status("same", c, MARGIN, ALPHA).startswith("consistent")
     assert claim_status("same", c, 0.99, ALPHA).startswith("not testable")
     assert claim_status("same", replace(c, family=2), MARGIN, ALPHA).startswith("not testable")
+
+
+def test_a_gain_is_the_maps_only_when_the_experiment_beats_every_control(cases):
+    better, worse, noise, one = cases["better"], cases["worse"], cases["noise"], cases["one_seed_gain"]
+    said = lambda gain, controls: attribute_gain("FanIn3", "RGB*", gain, controls)  # noqa: E731
+    assert said(better, {"noS": better, "centre": better}) == "the gain is the map's: FanIn3 also beats every control"
+    # a control that matches the gain, or beats it, takes it from the map
+    assert said(better, {"noS": better, "centre": noise}) == \
+        "not shown to be the map's: FanIn3 is not better than centre"
+    assert said(better, {"noS": worse, "centre": noise}) == \
+        "not shown to be the map's: FanIn3 is not better than noS and centre"
+    # no gain over the baseline: nothing to explain, whatever the controls say
+    for gain in (noise, worse):
+        assert said(gain, {"noS": better}) == "no gain to explain: FanIn3 is not better than RGB*"
+    assert said(better, {"noS": better, "centre": None}) == "not decided yet: centre not finished"
+    assert said(one, {"noS": better}) == NOT_TESTED and said(better, {"noS": one}) == NOT_TESTED
+
+
+def test_the_conclusion_asks_whether_a_gain_is_the_maps_where_controls_are_compared(tmp_path, cases):
+    outcome = {"FanIn1": cases["better"], "FanIn2": cases["better"], "FanIn1-const": cases["noise"],
+               ("FanIn1", "FanIn1-const"): cases["noise"]}
+    assert "Is the gain due to the map?" not in _text(_results(tmp_path, outcome), tmp_path)
+    text = _text(_results(tmp_path, outcome, ({"variant": "FanIn1", "against": "FanIn1-const"},)), tmp_path)
+    section = text.split("### Is the gain due to the map?")[1].split("\n\n")[2].splitlines()
+    const = cases["noise"].top1.diff * 100
+    assert section == [  # FanIn2 has no control compared with it
+        f"- FanIn1: FanIn1 − RGB* = {cases['better'].top1.diff * 100:+.2f} points top-1 (better); FanIn1 − "
+        f"FanIn1-const = {const:+.2f} points top-1 (not distinguishable from noise): **not shown to be the map's: "
+        "FanIn1 is not better than FanIn1-const**."]

@@ -452,6 +452,30 @@ def check_the_answers(planted: Planted, md: str, pairs: list[Pair]) -> None:
         assert m["answer"] == words[p.verdict].format(v=p.variant, a=p.against), line
 
 
+def check_the_attribution(planted: Planted, md: str, pairs: list[Pair]) -> None:
+    """A saliency experiment compared with controls of its own: its gain is the map's only if it beats its
+    baseline and every such control."""
+    controls = [name for name, e in EXPERIMENTS.items() if e["stage"] == "controls"]
+    expected = []
+    for p in pairs:
+        mine = [q for q in pairs if q.variant == p.variant and q.against in controls and q.against != p.against]
+        if p.top1 is None or not mine or not is_saliency_experiment(p):
+            continue
+        said = [f"{q.variant} − {q.against} not finished yet" if q.top1 is None
+                else f"{q.variant} − {q.against} = {points(q.top1.diff)} points top-1 ({q.verdict})"
+                for q in [p] + mine]
+        pending = [q.against for q in mine if q.top1 is None]
+        matched = [q.against for q in mine if q.verdict != BETTER]
+        status = (f"no gain to explain: {p.variant} is not better than {p.against}" if p.verdict != BETTER
+                  else f"not decided yet: {' and '.join(pending)} not finished" if pending
+                  else f"not shown to be the map's: {p.variant} is not better than {' and '.join(matched)}"
+                  if matched else f"the gain is the map's: {p.variant} also beats every control")
+        expected.append(f"- {p.variant}: {'; '.join(said)}: **{status}**.")
+    assert len(expected) == 2  # FanIn1 (against FanIn1-const) and FanIn3 (against FanIn3_noS)
+    text = section(md, "Conclusion").split("### Is the gain due to the map?\n\n")[1]
+    assert text.split("\n\n")[1].splitlines() == expected
+
+
 def check_the_overall_count(planted: Planted, md: str, pairs: list[Pair]) -> None:
     pairs = [p for p in pairs if p.top1 is not None]
     [overall] = [line for line in section(md, "Conclusion").splitlines() if line.startswith("Overall")]
@@ -521,8 +545,8 @@ def check_untrained(planted: Planted, md: str, pairs: list[Pair]) -> None:
 
 
 CHECKS = (check_setup, check_untrained, check_results_table, check_further_comparisons_table, check_class_table,
-          check_the_claims, check_the_answers, check_the_overall_count, check_the_resolution_and_the_family,
-          check_the_prior)
+          check_the_claims, check_the_answers, check_the_attribution, check_the_overall_count,
+          check_the_resolution_and_the_family, check_the_prior)
 
 
 def test_the_report_says_what_the_planted_runs_give(study):

@@ -5,6 +5,7 @@ answer to a further question. Fixed in advance; no finding is written by hand.""
 from __future__ import annotations
 
 from salclass.study import stats
+from salclass.study.render import joined
 from salclass.study.results import PairResult, StudyResults
 
 # What a comparison says of a thesis claim (claim_status).
@@ -15,6 +16,12 @@ NOT_TESTED = "not tested: one seed, so training noise was not measured"
 SAME_CONSISTENT = "consistent: equivalent within ±{margin:g} points here"
 SAME_CONTRADICTED = "contradicted: there is a difference here"
 SAME_UNTESTABLE = "not testable at this resolution: neither a difference nor equivalence within ±{margin:g} points"
+
+# Whether a saliency experiment's gain over its baseline is the map's (attribute_gain).
+MAP_GAIN = "the gain is the map's: {variant} also beats every control"
+NO_GAIN = "no gain to explain: {variant} is not better than {baseline}"
+NOT_THE_MAP = "not shown to be the map's: {variant} is not better than {controls}"
+PENDING = "not decided yet: {controls} not finished"
 
 
 def direction(delta: float) -> str:
@@ -44,6 +51,26 @@ def claim_status(claim: str, c: stats.Comparison, margin_points: float, alpha: f
     if c.verdict == opposite:
         return CONTRADICTED
     return NOT_CONFIRMED
+
+
+def attribute_gain(variant: str, baseline: str, gain: stats.Comparison,
+                   controls: dict[str, stats.Comparison | None]) -> str:
+    """Whether `variant`'s gain over `baseline` is the map's: only if the variant also beats each
+    control it is compared with (the same network without the map, or fed a map that is no
+    saliency). A gain that a control matches is the network's or the spatial prior's."""
+    if not gain.can_decide:
+        return NOT_TESTED
+    if gain.verdict != stats.BETTER:
+        return NO_GAIN.format(variant=variant, baseline=baseline)
+    pending = [name for name, c in controls.items() if c is None]
+    if pending:
+        return PENDING.format(controls=joined(pending))
+    if not all(c.can_decide for c in controls.values()):
+        return NOT_TESTED
+    matched = [name for name, c in controls.items() if c.verdict != stats.BETTER]
+    if matched:
+        return NOT_THE_MAP.format(variant=variant, controls=joined(matched))
+    return MAP_GAIN.format(variant=variant)
 
 
 def saliency_experiment(res: StudyResults, p: PairResult) -> bool:

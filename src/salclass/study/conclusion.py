@@ -7,7 +7,7 @@ import numpy as np
 
 from salclass.io import read_json
 from salclass.study import stats
-from salclass.study.claims import answer, claim_status, direction, saliency_experiment
+from salclass.study.claims import answer, attribute_gain, claim_status, direction, saliency_experiment
 from salclass.study.folder import StudyFolder
 from salclass.study.render import Block, agree, counted, fmt_count, fmt_p, fmt_points
 from salclass.study.results import PairResult, StudyResults
@@ -64,6 +64,7 @@ def conclusions(res: StudyResults) -> list[Block]:
         out += [Block("h3", "The thesis's claims"), Block("list", items=claims)]
     if answers:
         out += [Block("h3", "What the controls and the new experiments show"), Block("list", items=answers)]
+    out += _attribution(res)
     out += _overall(res, done)
     out += _untrained(res)
     out += _params_conclusion(res.study)
@@ -76,6 +77,36 @@ def _diff_text(p: PairResult) -> str:
     scope = "" if c.can_decide else ", images only"
     return (f"{p.variant} − {p.against} = {fmt_points(c.top1.diff)} points top-1 "
             f"(95% CI {fmt_points(c.top1.low)} to {fmt_points(c.top1.high)}{scope}; p = {fmt_p(c.p)}{adj})")
+
+
+def _attribution(res: StudyResults) -> list[Block]:
+    """For each saliency experiment compared with controls of its own, whether its gain is the map's."""
+    pairs = {(p.variant, p.against): p for p in res.pairs}
+    controls = {e.name for e in res.cfg.experiments if e.stage == "controls"}
+    items = []
+    for gain in res.pairs:
+        mine = [p for p in res.pairs if p.variant == gain.variant and p.against in controls - {gain.against}]
+        if gain.result is None or not mine or not saliency_experiment(res, gain):
+            continue
+        said = "; ".join(_short_diff(p) for p in [gain] + mine)
+        status = attribute_gain(gain.variant, gain.against, gain.result,
+                                {p.against: pairs[(p.variant, p.against)].result for p in mine})
+        items.append(f"{gain.variant}: {said}: **{status}**.")
+    if not items:
+        return []
+    return [Block("h3", "Is the gain due to the map?"),
+            Block("p", "A saliency experiment's gain over its baseline is put down to the map only where the "
+                       "experiment also beats every control it is compared with: the same network without the "
+                       "map, or fed a map that holds no saliency (the centre bias, a constant). A gain that a "
+                       "control matches comes from the change of network or from a spatial prior."),
+            Block("list", items=items)]
+
+
+def _short_diff(p: PairResult) -> str:
+    if p.result is None:
+        return f"{p.variant} − {p.against} not finished yet"
+    verdict = p.result.verdict if p.result.can_decide else "one seed, no verdict"
+    return f"{p.variant} − {p.against} = {fmt_points(p.result.top1.diff)} points top-1 ({verdict})"
 
 
 def _overall(res: StudyResults, done: list[PairResult]) -> list[Block]:

@@ -56,6 +56,11 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def joined(names: list[str]) -> str:
+    """"A", "A and B", "A, B and C"."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def agree(n: int, one: str, many: str) -> str:
     """The word that agrees with a count of n: agree(1, "is", "are") is "is"."""
     return one if n == 1 else many

@@ -17,7 +17,7 @@ from salclass.study.config import GROUP_TITLES, StudyConfig
 from salclass.study.figures import figure_list
 from salclass.study.folder import PARAMS_TYPE, SALIENCY_TYPE, STORE_SUMMARY_TYPE, StudyFolder
 from salclass.study.render import (Block, agree, fmt_count, fmt_difference, fmt_duration, fmt_interval, fmt_metric,
-                                   fmt_p_pair, fmt_spread, fmt_thesis)
+                                   fmt_p_pair, fmt_spread, fmt_thesis, joined)
 from salclass.study.results import SCHEDULE_KEYS, StudyResults
 
 
@@ -89,7 +89,7 @@ def _training_text(res: StudyResults) -> str:
         g = float(s["lr_gamma"])
         gamma = f"divided by {1 / g:g}" if 0 < g < 1 else f"times {g:g}"
         steps = (f", {gamma} after {agree(len(s['milestones']), 'epoch', 'epochs')} "
-                 + _and([str(m) for m in s["milestones"]]) if s.get("milestones") else "")
+                 + joined([str(m) for m in s["milestones"]]) if s.get("milestones") else "")
         on = " on every parameter" if s["decay_on"] == "all" else " on the weights of convolutions and linear layers"
         return (f"Training: SGD with momentum {s['momentum']:g}, learning rate {s['lr']:g}{steps}; weight decay "
                 f"{s['weight_decay']:g}{on}; batches of {s['batch_size']}; dropout {s['dropout']:g}; random "
@@ -98,10 +98,6 @@ def _training_text(res: StudyResults) -> str:
     except (TypeError, ValueError):
         raise UserError(f"{runs[0].dir}: its config.yaml holds a training setting of the wrong type "
                         f"({', '.join(f'{k}: {v!r}' for k, v in sorted(s.items()))})") from None
-
-
-def _and(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _precision_text(res: StudyResults) -> str:
