@@ -71,3 +71,22 @@ def test_the_docs_state_what_the_committed_records_hold(report):
               for line in _section(text, heading).splitlines() if line.startswith(("| ", "- "))]
     missing = [line for line in wanted if line not in results]
     assert not missing, "docs/results.md lacks these lines of the headline report:\n" + "\n".join(missing)
+    unbacked = unbacked_numbers(readme.split("\n## ")[0], results, text)
+    assert not unbacked, f"the README or docs/results.md state numbers the headline report does not give: {unbacked}"
+
+
+def unbacked_numbers(front_page: str, results: str, report_md: str) -> list[str]:
+    """Numbers of the answer that the report does not give: any figure with two decimals on the front page, and
+    any signed difference in docs/results.md's headline section (its other tables hold their own measurements)."""
+    stated = re.findall(r"(?<![\w.])\d+\.\d\d\b", front_page) + re.findall(r"(?<![\w.])[+-]\d+\.\d\d\b", results)
+    return sorted({n for n in stated if n not in report_md})
+
+
+def test_numbers_the_report_does_not_give_are_found(report):
+    text, _ = report
+    given = re.findall(r"[+-]\d+\.\d\d\b", text)
+    assert given, "the report gives no difference"
+    absent = next(f"+{k}.{k:02d}" for k in range(10, 100) if f"+{k}.{k:02d}" not in text)
+    assert unbacked_numbers(f"RGB reaches {given[0][1:]}% top-1", f"a gain of {given[-1]} points", text) == []
+    assert unbacked_numbers(f"RGB reaches {absent[1:]}% top-1", f"a gain of {absent}; 3.4 hours", text) == \
+        [absent, absent[1:]]
