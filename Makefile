@@ -55,7 +55,7 @@ MUTANTS ?= 'salclass.study.stats.x_seeds_images_t__*' 'salclass.study.stats.x_ho
 	'salclass.study.stats.x_decide__*' 'salclass.study.stats.x_verdict__*' 'salclass.study.stats.x_equivalent__*' \
 	'salclass.study.results.x_collect__*' 'salclass.study.claims.x_claim_status__*' \
 	'salclass.study.claims.x_saliency_experiment__*' 'salclass.study.claims.x_direction__*' \
-	'salclass.study.claims.x_answer__*'
+	'salclass.study.claims.x_answer__*' 'salclass.study.claims.x_attribute_gain__*'
 MUTANT_JOBS ?= 2
 
 mutants: $(STAMP)
