@@ -77,7 +77,7 @@ from scipy import stats as sps
 
 from salclass.study import moderation, stats
 from salclass.study.config import load_study
-from salclass.study.render import counted
+from salclass.say import counted
 
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = REPO / "configs" / "study"

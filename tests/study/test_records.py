@@ -167,7 +167,7 @@ def test_a_study_yaml_cut_in_half_stops_or_names_the_runs(records, tmp_path, run
     code, _, err = run_cli("report", r)
     assert code == 0 and "runs/FanIn1: not a run of" in err, err
     md = (r / "report.md").read_text()
-    assert "**Not in this report**: 1 folder(s) under runs/" in md and "`runs/FanIn1`" in md
+    assert "**Not in this report**: 1 folder under runs/ is no run" in md and "`runs/FanIn1`" in md
 
 
 def test_old_records_without_checksums_still_load(records, tmp_path, run_cli):
@@ -185,7 +185,7 @@ def test_old_records_without_checksums_still_load(records, tmp_path, run_cli):
     assert code == 0, err
     md = (tmp_path / "rep" / "report.md").read_text()
     assert _tables(md) == _tables(_report_of(records, tmp_path))
-    assert "record file(s) carry no checksum" in md and "`runs/FanIn1/seed0/done.json`" in md
+    assert "record files carry no checksum" in md and "`runs/FanIn1/seed0/done.json`" in md
 
 
 def _report_of(records: Path, tmp_path: Path) -> str:

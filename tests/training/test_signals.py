@@ -83,7 +83,7 @@ def test_a_second_ctrl_c_during_a_checkpoint_write(tmp_path, tiny_store, rgb_run
     monkeypatch.undo()
     assert len(writes) == 1  # epoch 2's checkpoint, and no later one
     assert code == 128 + signal.SIGINT, err
-    assert "after 1 completed epoch(s)" in _stopped_in_one_line(err, "SIGINT")
+    assert "after 1 completed epoch;" in _stopped_in_one_line(err, "SIGINT")
     # The previous checkpoint is intact and the cut write left no temp file.
     assert (out / "checkpoint.pt").read_bytes() == before
     assert load_classifier(out / "checkpoint.pt")["epoch"] == 1

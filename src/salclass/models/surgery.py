@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from salclass.errors import UserError
+from salclass.say import counted
 
 INITS = ("uniform", "zeros", "default")
 # Wrappers that prefix every key: DistributedDataParallel and torch.compile.
@@ -106,7 +107,7 @@ def transplant(src_state_dict: dict, dst_model: nn.Module, init: str = "uniform"
     dst = dst_model.state_dict()
     extra = [k for k in src if k not in dst]
     if extra:
-        raise UserError(f"the source network has {len(extra)} tensor(s) this variant lacks (first: {extra[0]}); "
+        raise UserError(f"the source network has {counted(len(extra), 'tensor')} this variant lacks (first: {extra[0]}); "
                         "surgery only adds saliency inputs to a network, it does not remove layers")
     gen = torch.Generator().manual_seed(seed)
     report = TransplantReport(init=init, seed=seed)

@@ -5,7 +5,7 @@ answer to a further question. Fixed in advance; no finding is written by hand.""
 from __future__ import annotations
 
 from salclass.study import stats
-from salclass.study.render import joined
+from salclass.say import listed
 from salclass.study.results import PairResult, StudyResults
 
 # What a comparison says of a thesis claim (claim_status).
@@ -64,12 +64,12 @@ def attribute_gain(variant: str, baseline: str, gain: stats.Comparison,
         return NO_GAIN.format(variant=variant, baseline=baseline)
     pending = [name for name, c in controls.items() if c is None]
     if pending:
-        return PENDING.format(controls=joined(pending))
+        return PENDING.format(controls=listed(pending))
     if not all(c.can_decide for c in controls.values()):
         return NOT_TESTED
     matched = [name for name, c in controls.items() if c.verdict != stats.BETTER]
     if matched:
-        return NOT_THE_MAP.format(variant=variant, controls=joined(matched))
+        return NOT_THE_MAP.format(variant=variant, controls=listed(matched))
     return MAP_GAIN.format(variant=variant)
 
 

@@ -9,7 +9,8 @@ from salclass.io import read_json
 from salclass.study import stats
 from salclass.study.claims import answer, attribute_gain, claim_status, direction, saliency_experiment
 from salclass.study.folder import StudyFolder
-from salclass.study.render import Block, agree, counted, fmt_count, fmt_p, fmt_points
+from salclass.say import agree, counted
+from salclass.study.render import Block, fmt_count, fmt_p, fmt_points
 from salclass.study.results import PairResult, StudyResults
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from salclass.errors import UserError
 from salclass.study.config import GROUP_TITLES, StudyConfig
 from salclass.study.folder import StudyFolder
-from salclass.study.render import counted
+from salclass.say import counted
 from salclass.study import stats
 from salclass.study.results import StudyResults, percent
 

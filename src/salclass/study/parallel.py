@@ -34,6 +34,7 @@ from salclass.study.config import StudyConfig
 from salclass.study.folder import StudyFolder
 from salclass.study.plan import PlannedRun, drop_unneeded_checkpoints, plan_runs
 from salclass.study.steps import note
+from salclass.say import agree, counted
 
 RETRIES = 3  # a run whose worker died this many times more is given up
 TAIL_LINES = 12  # of a failed run's log, shown in the summary
@@ -294,7 +295,8 @@ def _schedule(todo: list[PlannedRun], reused: int, total: int, jobs: int, val_sp
                     failed[run.name] = f"failed: {error}\n  last lines of {log}:\n{_tail(log)}"
         progress.show(reused + len(finished), 0, 0, len(failed))
     except KeyboardInterrupt:
-        note(f"stopping {len(running)} running run(s) at their next batch; each keeps its last finished epoch")
+        note(f"stopping {counted(len(running), 'running run')} at {agree(len(running), 'its', 'their')} next batch; "
+             "each keeps its last finished epoch")
         for ref in running:
             ray.cancel(ref)
         if running:

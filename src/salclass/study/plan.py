@@ -26,6 +26,7 @@ from salclass.settings import to_dict
 from salclass.study import steps
 from salclass.study.config import Experiment, StudyConfig, merge
 from salclass.study.folder import StudyFolder, read_study_config
+from salclass.say import counted
 
 # reuse: finished and evaluated; evaluate: finished, its evaluation still to make;
 # resume: a checkpoint to continue from; train: nothing there yet.
@@ -112,7 +113,7 @@ def drop_unneeded_checkpoints(cfg: StudyConfig, study: StudyFolder) -> None:
     """drop_checkpoints, and a notice of how many went (the executors' `--drop-checkpoints`)."""
     n = drop_checkpoints(cfg, study)
     if n:
-        steps.note(f"dropped {n} checkpoint(s) of finished, evaluated runs no fine-tune still starts from")
+        steps.note(f"dropped {counted(n, 'checkpoint')} of finished, evaluated runs no fine-tune still starts from")
 
 
 # --- what is refused, before any data work ----------------------------------

@@ -29,6 +29,7 @@ from salclass.say import say
 from salclass.settings import to_dict
 from salclass.study.folder import RECORD_FILES, STUDY_YAML, StudyFolder, read_study_config
 from salclass.run_folder import RECORD_FILES as RUN_RECORD_FILES
+from salclass.say import counted
 
 
 def _copy(src: Path, dst: Path) -> int:
@@ -101,7 +102,7 @@ def export_records(study_dir: str | Path, out: str | Path) -> dict:
 
 def records_cli(study_dir: str, out: str) -> int:
     r = export_records(study_dir, out)
-    print(f"records: {r['runs']} finished run(s) of {study_dir} in {r['out']} "
+    print(f"records: {counted(r['runs'], 'finished run')} of {study_dir} in {r['out']} "
           f"({r['bytes_written'] / 1e3:.0f} KB written; unchanged files left as they were)")
     if r["unfinished"]:
         say(f"not finished, not copied: {', '.join(r['unfinished'])}")

@@ -51,21 +51,6 @@ def fmt_p_pair(c: stats.Comparison) -> tuple[str, str]:
     return fmt_p(c.p), ("" if c.p_adjusted is None else fmt_p(c.p_adjusted))
 
 
-def counted(n: int, noun: str) -> str:
-    """"1 seed", "3 seeds": a count with its noun in the right number."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def joined(names: list[str]) -> str:
-    """"A", "A and B", "A, B and C"."""
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-def agree(n: int, one: str, many: str) -> str:
-    """The word that agrees with a count of n: agree(1, "is", "are") is "is"."""
-    return one if n == 1 else many
-
-
 def fmt_count(v) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 

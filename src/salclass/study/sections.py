@@ -16,8 +16,9 @@ from salclass.study import stats
 from salclass.study.config import GROUP_TITLES, StudyConfig
 from salclass.study.figures import figure_list
 from salclass.study.folder import PARAMS_TYPE, SALIENCY_TYPE, STORE_SUMMARY_TYPE, StudyFolder
-from salclass.study.render import (Block, agree, fmt_count, fmt_difference, fmt_duration, fmt_interval, fmt_metric,
-                                   fmt_p_pair, fmt_spread, fmt_thesis, joined)
+from salclass.study.render import (Block, fmt_count, fmt_difference, fmt_duration, fmt_interval, fmt_metric,
+                                   fmt_p_pair, fmt_spread, fmt_thesis)
+from salclass.say import agree, counted, listed
 from salclass.study.results import SCHEDULE_KEYS, StudyResults
 
 
@@ -44,12 +45,14 @@ def setup(res: StudyResults, store_txt: str) -> list[Block]:
     if missing:
         out.append(Block("p", "Not finished yet (shown as missing below): " + ", ".join(missing) + "."))
     if res.unaccounted:
-        out.append(Block("p", f"**Not in this report**: {len(res.unaccounted)} folder(s) under runs/ are no run of "
+        out.append(Block("p", f"**Not in this report**: {counted(len(res.unaccounted), 'folder')} under runs/ "
+                              f"{agree(len(res.unaccounted), 'is', 'are')} no run of "
                               "this study's study.yaml (a study.yaml cut short or edited, or seeds or experiments "
                               "removed since): " + ", ".join(f"`{_rel(p, res)}`" for p in res.unaccounted) + "."))
     if res.unverified:
-        out.append(Block("p", f"{len(res.unverified)} record file(s) carry no checksum (written before salclass "
-                              "recorded them) and were read unverified: "
+        out.append(Block("p", f"{counted(len(res.unverified), 'record file')} {agree(len(res.unverified), 'carries', 'carry')} no "
+                              "checksum (written before salclass recorded them) and "
+                              f"{agree(len(res.unverified), 'was', 'were')} read unverified: "
                               + ", ".join(f"`{_rel(p, res)}`" for p in res.unverified[:12])
                               + (", ..." if len(res.unverified) > 12 else "") + "."))
     out.append(Block("p", "The thesis's numbers (ImageNet, 1000 classes, one run each) are printed beside ours "
@@ -89,7 +92,7 @@ def _training_text(res: StudyResults) -> str:
         g = float(s["lr_gamma"])
         gamma = f"divided by {1 / g:g}" if 0 < g < 1 else f"times {g:g}"
         steps = (f", {gamma} after {agree(len(s['milestones']), 'epoch', 'epochs')} "
-                 + joined([str(m) for m in s["milestones"]]) if s.get("milestones") else "")
+                 + listed([str(m) for m in s["milestones"]]) if s.get("milestones") else "")
         on = " on every parameter" if s["decay_on"] == "all" else " on the weights of convolutions and linear layers"
         return (f"Training: SGD with momentum {s['momentum']:g}, learning rate {s['lr']:g}{steps}; weight decay "
                 f"{s['weight_decay']:g}{on}; batches of {s['batch_size']}; dropout {s['dropout']:g}; random "
@@ -328,7 +331,7 @@ def _training_noise(cfg: StudyConfig, prior: stats.Prior | None) -> str:
             "the comparison's own.")
     if prior is not None:
         if prior.df == 0.0:
-            text += (f" Here only {prior.comparisons} comparison(s) measured training noise, too few to fit a "
+            text += (f" Here only {counted(prior.comparisons, 'comparison')} measured training noise, too few to fit a "
                      "prior, so each comparison uses its own seeds alone.")
         else:
             fitted = "infinite" if np.isinf(prior.df) else f"{prior.df:.1f}"

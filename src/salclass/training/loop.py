@@ -24,7 +24,7 @@ from salclass.errors import UserError, signal_number
 from salclass.io import CHECKSUM_KEY, atomic_torch_save, atomic_write_json
 from salclass.lock import folder_lock
 from salclass.run_folder import DONE_NAME, RunFolder
-from salclass.say import say
+from salclass.say import counted, say
 from salclass.settings import load_settings, to_dict
 from salclass.training import distributed
 from salclass.training.checkpoint import CHECKPOINT_TYPE, CHECKPOINT_VERSION, rng_state
@@ -69,7 +69,7 @@ def train_cli(config: str | None, sets: list[str], resume: bool = False) -> int:
         signum = signal_number(e)
         name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else str(signum)
         epoch = getattr(e, "epoch", None)
-        after = f" after {epoch} completed epoch(s)" if epoch is not None else ""
+        after = f" after {counted(epoch, 'completed epoch')}" if epoch is not None else ""
         say(f"salclass: stopped by {name}{after}; resume with: salclass train --set out={cfg.out} --resume")
         return 128 + signum
     return 0
