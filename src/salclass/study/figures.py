@@ -82,15 +82,16 @@ def comparisons(res: StudyResults, out: Path) -> bool:
                                     markersize=5, linewidth=1.6)
         if pair.thesis_delta is not None:
             handles["the thesis (ImageNet, one run)"] = ax.plot(pair.thesis_delta, y, "x", color="black")[0]
-    labels = [f"{p.variant} vs {p.against}" + (f" ({p.result.seeds} seed{'s' * (p.result.seeds > 1)})"
-                                                if len(seeds) > 1 else "") for p in reversed(rows)]
+    labels = [f"{p.variant} vs {p.against}" + (f" ({counted(p.result.seeds, 'seed')})" if len(seeds) > 1 else "")
+              for p in reversed(rows)]
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xlabel("difference in validation top-1 (percentage points)")
     one_seed = f", {counted(seeds.pop(), 'seed')}" if len(seeds) == 1 else ""
-    ax.set_title(f"Each comparison with its 95% interval{one_seed}; colour: the verdict after Holm's adjustment",
-                 fontsize=9)
+    # Two lines: beside long experiment names one would run past the figure's right edge.
+    ax.set_title(f"Each comparison's top-1 difference with its 95% interval{one_seed}\n"
+                 "colour: the verdict after Holm's adjustment", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     order = [text for _, text in [*_VERDICT_STYLE.values(), _NO_VERDICT_STYLE]] + ["the thesis (ImageNet, one run)"]
     keys = [k for k in order if k in handles]
