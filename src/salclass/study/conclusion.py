@@ -82,7 +82,6 @@ def _diff_text(p: PairResult) -> str:
 
 def _attribution(res: StudyResults) -> list[Block]:
     """For each saliency experiment compared with controls of its own, whether its gain is the map's."""
-    pairs = {(p.variant, p.against): p for p in res.pairs}
     controls = {e.name for e in res.cfg.experiments if e.stage == "controls"}
     items = []
     for gain in res.pairs:
@@ -91,7 +90,7 @@ def _attribution(res: StudyResults) -> list[Block]:
             continue
         said = "; ".join(_short_diff(p) for p in [gain] + mine)
         status = attribute_gain(gain.variant, gain.against, gain.result,
-                                {p.against: pairs[(p.variant, p.against)].result for p in mine})
+                                {p.against: p.result for p in mine})
         items.append(f"{gain.variant}: {said}: **{status}**.")
     if not items:
         return []
